@@ -1,0 +1,21 @@
+# CUDA: AUTO compiles the kernels when nvcc is found. Default architectures are
+# sm_80 and sm_90a as real code (PTX for 90a runs nowhere else). The runtime is
+# linked statically so `import sparsecore` works with no GPU and no driver.
+set(SPARSECORE_WITH_CUDA OFF)
+if(NOT SPARSECORE_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES "80-real;90a-real")
+    endif()
+    enable_language(CUDA)
+    set(CMAKE_CUDA_STANDARD 17)
+    set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Static)
+    find_package(CUDAToolkit REQUIRED)
+    set(SPARSECORE_WITH_CUDA ON)
+  elseif(SPARSECORE_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "SPARSECORE_CUDA=ON but no CUDA compiler was found")
+  endif()
+endif()

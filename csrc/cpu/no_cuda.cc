@@ -1,0 +1,14 @@
+// CUDA entry points for builds without CUDA: the CUDA path reports that it is
+// not compiled in, and the Python layer raises before ever calling it.
+#include "sparsecore/ops.h"
+
+namespace sparsecore {
+
+Status csr_spmm_cuda(const CsrView&, const MatrixView&, const Epilogue&, const MatrixView&, void*) {
+  return Status::kUnsupported;
+}
+bool cuda_compiled() { return false; }
+const char* cuda_archs_compiled() { return ""; }
+int cuda_device_count() { return 0; }
+
+}  // namespace sparsecore

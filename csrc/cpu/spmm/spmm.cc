@@ -1,0 +1,213 @@
+// CPU entry points for CSR and BSR SpMM: argument checks, packing of the
+// dense operand, ISA dispatch and threading. Baseline TU (no -m flags).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "../thread_pool.h"
+#include "sparsecore/cpu_isa.h"
+#include "sparsecore/ops.h"
+#include "spmm_isa.h"
+
+namespace sparsecore {
+namespace {
+
+using cpu::PackedDense;
+using cpu::SpmmOutput;
+
+// Below this many multiply-adds a call runs on one thread: waking the pool
+// costs more than it saves.
+constexpr int64_t kMinParallelWork = 1 << 15;
+constexpr int64_t kPadFloats = 16;  // widest vector (AVX-512 fp32 lanes)
+
+bool view_ok(const MatrixView& m) {
+  if (m.rows < 0 || m.cols < 0 || m.row_stride < 0 || m.col_stride < 0) return false;
+  return m.rows == 0 || m.cols == 0 || m.data != nullptr;
+}
+
+template <DType T>
+float read(const void* p, int64_t i) {
+  return load_as_float(p, i, T);
+}
+
+// Pack rows [k0, k1) of B into dst (fp32, row length ld, zero padded).
+// Returns false when a NaN or Inf was seen. v * 0 is NaN exactly for NaN and
+// Inf, and the sum of those stays NaN, which keeps the loop vectorisable.
+template <DType T>
+bool pack_rows(const MatrixView& b, float* dst, int64_t ld, int64_t k0, int64_t k1) {
+  float poison = 0.f;
+  const int64_t n = b.cols;
+  if (b.col_stride == 1 || n == 1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t base = k * b.row_stride;
+      float* d = dst + k * ld;
+      for (int64_t j = 0; j < n; ++j) {
+        const float v = read<T>(b.data, base + j * b.col_stride);
+        d[j] = v;
+        poison += v * 0.f;
+      }
+      for (int64_t j = n; j < ld; ++j) d[j] = 0.f;
+    }
+  } else {
+    // Transposed source (x @ W.T): read along contiguous rows of x, write
+    // short columns of dst, 64 rows of dst at a time so the writes stay in L1.
+    for (int64_t kb = k0; kb < k1; kb += 64) {
+      const int64_t ke = std::min(k1, kb + 64);
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t base = j * b.col_stride;
+        for (int64_t k = kb; k < ke; ++k) {
+          const float v = read<T>(b.data, base + k * b.row_stride);
+          dst[k * ld + j] = v;
+          poison += v * 0.f;
+        }
+      }
+      for (int64_t k = kb; k < ke; ++k)
+        for (int64_t j = n; j < ld; ++j) dst[k * ld + j] = 0.f;
+    }
+  }
+  return !std::isnan(poison);
+}
+
+bool pack_rows_any(const MatrixView& b, float* dst, int64_t ld, int64_t k0, int64_t k1) {
+  switch (b.dtype) {
+    case DType::kFloat32: return pack_rows<DType::kFloat32>(b, dst, ld, k0, k1);
+    case DType::kFloat16: return pack_rows<DType::kFloat16>(b, dst, ld, k0, k1);
+    default: return pack_rows<DType::kBFloat16>(b, dst, ld, k0, k1);
+  }
+}
+
+// Packs B into a per-thread buffer with one extra zero row at index k (the
+// CSR GEMV tail gathers it). Returns false on non-finite input.
+bool pack_dense(const MatrixView& b, bool parallel, PackedDense* out) {
+  static thread_local std::vector<float> buffer;
+  const int64_t k = b.rows, n = b.cols;
+  const int64_t ld = n == 1 ? 1 : (n + kPadFloats - 1) / kPadFloats * kPadFloats;
+  // + kPadFloats: vector loads of the last GEMV row never run past the end.
+  const size_t need = size_t((k + 1) * ld + kPadFloats);
+  if (buffer.size() < need) buffer.resize(need);
+  float* dst = buffer.data();
+  std::fill(dst + k * ld, dst + need, 0.f);
+  const int64_t blocks = parallel ? std::max<int64_t>(1, std::min<int64_t>(k / 256, 4 * cpu_num_threads())) : 1;
+  std::vector<char> finite(size_t(blocks), 1);
+  auto pack_block = [&](int64_t i) {
+    const int64_t k0 = k * i / blocks, k1 = k * (i + 1) / blocks;
+    finite[size_t(i)] = pack_rows_any(b, dst, ld, k0, k1);
+  };
+  cpu::parallel_for(blocks, pack_block);
+  out->data = dst;
+  out->rows = k;
+  out->n = n;
+  out->ld = ld;
+  return std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; });
+}
+
+// Bias converted to fp32 (finite-checked) in a per-thread buffer.
+Status convert_bias(const Epilogue& ep, int64_t rows, const float** out) {
+  static thread_local std::vector<float> buffer;
+  *out = nullptr;
+  if (ep.bias == nullptr) return Status::kOk;
+  buffer.resize(size_t(rows));
+  for (int64_t i = 0; i < rows; ++i) {
+    buffer[size_t(i)] = load_as_float(ep.bias, i, ep.bias_dtype);
+    if (!std::isfinite(buffer[size_t(i)])) return Status::kNonFinite;
+  }
+  *out = buffer.data();
+  return Status::kOk;
+}
+
+bool row_ptr_ok(const int64_t* row_ptr, int64_t rows, int64_t nnz) {
+  if (row_ptr == nullptr || row_ptr[0] != 0 || row_ptr[rows] != nnz) return false;
+  for (int64_t r = 0; r < rows; ++r)
+    if (row_ptr[r + 1] < row_ptr[r]) return false;
+  return true;
+}
+
+using CsrRowsFn = void (*)(const CsrView&, const PackedDense&, const SpmmOutput&, int64_t, int64_t);
+using BsrRowsFn = void (*)(const BsrView&, const PackedDense&, const SpmmOutput&, int64_t, int64_t);
+
+template <typename Fn>
+Fn pick(Fn scalar_fn, Fn avx2_fn, Fn avx512_fn, Fn simde_fn) {
+  switch (cpu_isa_selected()) {
+    case CpuIsa::kAvx2: return avx2_fn ? avx2_fn : scalar_fn;
+    case CpuIsa::kAvx512: return avx512_fn ? avx512_fn : scalar_fn;
+    case CpuIsa::kAvx512Simde: return simde_fn ? simde_fn : scalar_fn;
+    default: return scalar_fn;
+  }
+}
+
+#if defined(SPARSECORE_HAVE_AVX2)
+#define SC_AVX2(f) &cpu::avx2::f
+#else
+#define SC_AVX2(f) nullptr
+#endif
+#if defined(SPARSECORE_HAVE_AVX512)
+#define SC_AVX512(f) &cpu::avx512::f
+#else
+#define SC_AVX512(f) nullptr
+#endif
+#if defined(SPARSECORE_HAVE_AVX512_SIMDE)
+#define SC_SIMDE(f) &cpu::avx512_simde::f
+#else
+#define SC_SIMDE(f) nullptr
+#endif
+
+// Runs rows_fn over the plan's chunks (or an even split when there is none).
+template <typename View, typename Fn>
+void run_chunks(const View& a, int64_t rows, const PackedDense& b, const SpmmOutput& out, Fn rows_fn,
+                bool parallel) {
+  if (!parallel) {
+    rows_fn(a, b, out, 0, rows);
+    return;
+  }
+  if (a.row_chunks != nullptr && a.num_chunks > 0) {
+    cpu::parallel_for(a.num_chunks, [&](int64_t i) { rows_fn(a, b, out, a.row_chunks[i], a.row_chunks[i + 1]); });
+  } else {
+    const int64_t parts = std::min<int64_t>(rows, 4 * cpu_num_threads());
+    cpu::parallel_for(parts, [&](int64_t i) { rows_fn(a, b, out, rows * i / parts, rows * (i + 1) / parts); });
+  }
+}
+
+Status check_common(int64_t rows, int64_t cols, const MatrixView& b, const MatrixView& c) {
+  if (!view_ok(b) || !view_ok(c)) return Status::kInvalidArgument;
+  if (b.rows != cols || c.rows != rows || c.cols != b.cols) return Status::kInvalidArgument;
+  return Status::kOk;
+}
+
+}  // namespace
+
+Status csr_spmm_cpu(const CsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c) {
+  if (a.rows < 0 || a.cols < 0 || a.nnz < 0) return Status::kInvalidArgument;
+  if (Status s = check_common(a.rows, a.cols, b, c); s != Status::kOk) return s;
+  if (!row_ptr_ok(a.row_ptr, a.rows, a.nnz)) return Status::kInvalidArgument;
+  if (a.nnz > 0 && (a.col_idx == nullptr || a.values == nullptr)) return Status::kInvalidArgument;
+  if (c.rows == 0 || c.cols == 0) return Status::kOk;
+  const bool parallel = a.nnz * b.cols >= kMinParallelWork;
+  PackedDense packed;
+  if (!pack_dense(b, parallel, &packed)) return Status::kNonFinite;
+  SpmmOutput out;
+  out.c = c;
+  if (Status s = convert_bias(ep, a.rows, &out.bias); s != Status::kOk) return s;
+  CsrRowsFn fn = pick<CsrRowsFn>(&cpu::scalar::csr_rows, SC_AVX2(csr_rows), SC_AVX512(csr_rows), SC_SIMDE(csr_rows));
+  run_chunks(a, a.rows, packed, out, fn, parallel);
+  return Status::kOk;
+}
+
+Status bsr_spmm_cpu(const BsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c) {
+  if (a.block_rows < 0 || a.block_cols < 0 || a.nnzb < 0) return Status::kInvalidArgument;
+  if (a.block_h < 1 || a.block_w < 1 || a.block_h > 256 || a.block_w > 256) return Status::kInvalidArgument;
+  if (Status s = check_common(a.rows(), a.cols(), b, c); s != Status::kOk) return s;
+  if (!row_ptr_ok(a.row_ptr, a.block_rows, a.nnzb)) return Status::kInvalidArgument;
+  if (a.nnzb > 0 && (a.col_idx == nullptr || a.values == nullptr)) return Status::kInvalidArgument;
+  if (c.rows == 0 || c.cols == 0) return Status::kOk;
+  const bool parallel = a.nnzb * a.block_h * a.block_w * b.cols >= kMinParallelWork;
+  PackedDense packed;
+  if (!pack_dense(b, parallel, &packed)) return Status::kNonFinite;
+  SpmmOutput out;
+  out.c = c;
+  if (Status s = convert_bias(ep, a.rows(), &out.bias); s != Status::kOk) return s;
+  BsrRowsFn fn = pick<BsrRowsFn>(&cpu::scalar::bsr_rows, SC_AVX2(bsr_rows), SC_AVX512(bsr_rows), SC_SIMDE(bsr_rows));
+  run_chunks(a, a.block_rows, packed, out, fn, parallel);
+  return Status::kOk;
+}
+
+}  // namespace sparsecore

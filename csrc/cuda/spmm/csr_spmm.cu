@@ -1,0 +1,182 @@
+// CUDA CSR SpMM: one warp per output row. GEMV (n == 1): lanes split the
+// row's nonzeros and reduce with shuffles. SpMM: the warp stages 32 nonzeros
+// at a time in registers and broadcasts them with shuffles; each lane owns 4
+// output columns and reads B with float4 loads when B is fp32 and contiguous.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "csr_schedule.h"
+#include "sparsecore/dtypes.h"
+#include "sparsecore/ops.h"
+
+namespace sparsecore::cuda {
+namespace {
+
+using Cfg = CsrSpmmConfig;
+
+template <DType T> struct DeviceValue;
+template <> struct DeviceValue<DType::kFloat32> {
+  using Storage = float;
+  __device__ static float to_float(float v) { return v; }
+};
+template <> struct DeviceValue<DType::kFloat16> {
+  using Storage = __half;
+  __device__ static float to_float(__half v) { return __half2float(v); }
+};
+template <> struct DeviceValue<DType::kBFloat16> {
+  using Storage = __nv_bfloat16;
+  __device__ static float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+};
+
+template <IndexType I> struct DeviceIndex;
+template <> struct DeviceIndex<IndexType::kUInt16> { using Storage = uint16_t; };
+template <> struct DeviceIndex<IndexType::kInt32> { using Storage = int32_t; };
+
+struct Args {
+  int64_t rows;
+  const int64_t* row_ptr;
+  const void* col_idx;
+  const void* values;
+  MatrixView b;
+  MatrixView c;
+  const void* bias;
+  DType bias_dtype;
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+__device__ __forceinline__ float bias_of(const Args& a, int64_t row) {
+  return a.bias ? load_as_float(a.bias, row, a.bias_dtype) : 0.f;
+}
+
+template <DType VT, IndexType IT>
+__global__ void __launch_bounds__(Cfg::kThreads) csr_gemv_kernel(Args a) {
+  using VS = typename DeviceValue<VT>::Storage;
+  using IS = typename DeviceIndex<IT>::Storage;
+  const int lane = threadIdx.x % Cfg::kWarpSize;
+  const int64_t row = csr_row_of_warp(blockIdx.x, threadIdx.x / Cfg::kWarpSize, Cfg::kWarpsPerBlock);
+  if (row >= a.rows) return;
+  const VS* vals = static_cast<const VS*>(a.values);
+  const IS* idx = static_cast<const IS*>(a.col_idx);
+  const int64_t p0 = a.row_ptr[row], p1 = a.row_ptr[row + 1];
+  float acc = 0.f;
+  const int64_t steps = csr_gemv_steps(p0, p1);
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t p = csr_gemv_element(p0, p1, lane, s);
+    if (p >= 0) {
+      const int64_t col = int64_t(__ldg(idx + p));
+      acc += DeviceValue<VT>::to_float(vals[p]) * load_as_float(a.b.data, col * a.b.row_stride, a.b.dtype);
+    }
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) store_from_float(a.c.data, row * a.c.row_stride, a.c.dtype, acc + bias_of(a, row));
+}
+
+template <DType VT, IndexType IT>
+__global__ void __launch_bounds__(Cfg::kThreads) csr_spmm_kernel(Args a) {
+  using VS = typename DeviceValue<VT>::Storage;
+  using IS = typename DeviceIndex<IT>::Storage;
+  const int lane = threadIdx.x % Cfg::kWarpSize;
+  const int64_t row = csr_row_of_warp(blockIdx.x, threadIdx.x / Cfg::kWarpSize, Cfg::kWarpsPerBlock);
+  if (row >= a.rows) return;
+  const VS* vals = static_cast<const VS*>(a.values);
+  const IS* idx = static_cast<const IS*>(a.col_idx);
+  const int64_t n = a.b.cols;
+  const int64_t col0 = csr_spmm_first_col(blockIdx.y, lane);
+  const bool vec4 = a.b.dtype == DType::kFloat32 && a.b.col_stride == 1 && a.b.row_stride % 4 == 0 &&
+                    (reinterpret_cast<uintptr_t>(a.b.data) % 16) == 0 && col0 + 4 <= n;
+  float acc[Cfg::kColsPerLane] = {0.f, 0.f, 0.f, 0.f};
+  const int64_t p0 = a.row_ptr[row], p1 = a.row_ptr[row + 1];
+  for (int64_t base = p0; base < p1; base += Cfg::kWarpSize) {
+    // Stage up to 32 nonzeros in registers, one per lane.
+    const int64_t mine = base + lane;
+    float v = 0.f;
+    int64_t k = 0;
+    if (mine < p1) {
+      v = DeviceValue<VT>::to_float(vals[mine]);
+      k = int64_t(__ldg(idx + mine));
+    }
+    const int count = int(p1 - base < Cfg::kWarpSize ? p1 - base : Cfg::kWarpSize);
+    for (int j = 0; j < count; ++j) {
+      const float vj = __shfl_sync(0xffffffffu, v, j);
+      const int64_t kj = __shfl_sync(0xffffffffu, k, j);
+      if (col0 >= n) continue;
+      const int64_t off = kj * a.b.row_stride;
+      if (vec4) {
+        const float4 b4 = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(a.b.data) + off + col0));
+        acc[0] += vj * b4.x;
+        acc[1] += vj * b4.y;
+        acc[2] += vj * b4.z;
+        acc[3] += vj * b4.w;
+      } else {
+        for (int q = 0; q < Cfg::kColsPerLane; ++q)
+          if (col0 + q < n) acc[q] += vj * load_as_float(a.b.data, off + (col0 + q) * a.b.col_stride, a.b.dtype);
+      }
+    }
+  }
+  const float bias = bias_of(a, row);
+  for (int q = 0; q < Cfg::kColsPerLane; ++q)
+    if (col0 + q < n)
+      store_from_float(a.c.data, row * a.c.row_stride + (col0 + q) * a.c.col_stride, a.c.dtype, acc[q] + bias);
+}
+
+template <DType VT, IndexType IT>
+cudaError_t launch(const Args& args, cudaStream_t stream) {
+  const dim3 block(Cfg::kThreads);
+  const int64_t grid_rows = csr_grid_rows(args.rows, Cfg::kWarpsPerBlock);
+  if (args.b.cols == 1) {
+    csr_gemv_kernel<VT, IT><<<dim3(unsigned(grid_rows)), block, 0, stream>>>(args);
+  } else {
+    const int64_t tiles = csr_grid_col_tiles(args.b.cols);
+    if (tiles > 65535) return cudaErrorInvalidConfiguration;
+    csr_spmm_kernel<VT, IT><<<dim3(unsigned(grid_rows), unsigned(tiles)), block, 0, stream>>>(args);
+  }
+  return cudaGetLastError();
+}
+
+template <DType VT>
+cudaError_t launch_index(IndexType it, const Args& args, cudaStream_t stream) {
+  return it == IndexType::kUInt16 ? launch<VT, IndexType::kUInt16>(args, stream)
+                                  : launch<VT, IndexType::kInt32>(args, stream);
+}
+
+}  // namespace
+}  // namespace sparsecore::cuda
+
+namespace sparsecore {
+
+Status csr_spmm_cuda(const CsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c, void* stream) {
+  if (a.rows < 0 || a.cols < 0 || a.nnz < 0 || a.row_ptr == nullptr) return Status::kInvalidArgument;
+  if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) return Status::kInvalidArgument;
+  if (c.rows == 0 || c.cols == 0) return Status::kOk;
+  if (a.rows > int64_t(2147483647) * cuda::Cfg::kWarpsPerBlock) return Status::kUnsupported;
+  cuda::Args args{a.rows, a.row_ptr, a.col_idx, a.values, b, c, ep.bias, ep.bias_dtype};
+  auto s = static_cast<cudaStream_t>(stream);
+  cudaError_t err;
+  switch (a.value_dtype) {
+    case DType::kFloat32: err = cuda::launch_index<DType::kFloat32>(a.index_type, args, s); break;
+    case DType::kFloat16: err = cuda::launch_index<DType::kFloat16>(a.index_type, args, s); break;
+    default: err = cuda::launch_index<DType::kBFloat16>(a.index_type, args, s); break;
+  }
+  if (err == cudaErrorInvalidConfiguration) return Status::kUnsupported;
+  return err == cudaSuccess ? Status::kOk : Status::kCudaError;
+}
+
+bool cuda_compiled() { return true; }
+
+const char* cuda_archs_compiled() { return SPARSECORE_CUDA_ARCHS; }
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error
+    return 0;
+  }
+  return n;
+}
+
+}  // namespace sparsecore

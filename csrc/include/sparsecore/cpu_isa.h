@@ -1,0 +1,25 @@
+// CPU instruction-set paths and the thread count the CPU kernels use.
+#pragma once
+
+namespace sparsecore {
+
+enum class CpuIsa : int {
+  kScalar = 0,
+  kAvx2 = 1,        // AVX2 + FMA + F16C
+  kAvx512 = 2,      // AVX-512 F/BW/VL/DQ, native
+  kAvx512Simde = 3  // the AVX-512 source compiled against SIMDe (test builds)
+};
+
+const char* cpu_isa_name(CpuIsa isa);
+// Compiled into this build and runnable on this CPU.
+bool cpu_isa_available(CpuIsa isa);
+// The path in use: chosen once from the CPU (best available native path) and
+// SPARSECORE_CPU_ISA, or set by cpu_isa_set.
+CpuIsa cpu_isa_selected();
+bool cpu_isa_set(CpuIsa isa);  // false if not available
+bool cpu_isa_parse(const char* name, CpuIsa* out);
+
+int cpu_num_threads();
+void cpu_set_num_threads(int n);  // n <= 0 restores the default (hardware threads)
+
+}  // namespace sparsecore

@@ -1,0 +1,45 @@
+// Kernel entry points. The same functions are called by the Python bindings,
+// the ctest tests and the C++ microbenchmarks.
+//
+// All matmuls compute  C = A @ B (+ bias[row] added to every column of row)
+// with A sparse (rows x cols), B dense (A.cols x N, any strides, any dtype),
+// C dense (A.rows x N, any strides, any dtype), fp32 accumulation.
+// x @ W.T is the same call with B = x viewed transposed and C = y viewed
+// transposed, which is why every view carries both strides.
+#pragma once
+#include <cstdint>
+
+#include "sparsecore/status.h"
+#include "sparsecore/views.h"
+
+namespace sparsecore {
+
+// bias may be null; otherwise bias has A.rows elements of bias_dtype.
+struct Epilogue {
+  const void* bias = nullptr;
+  DType bias_dtype = DType::kFloat32;
+};
+
+// Cheap O(rows + nnz) structural checks used at construction time (plan),
+// returning kInvalidArgument and a message naming the first problem.
+Status csr_validate(const CsrView& a, char* message, int message_len);
+Status bsr_validate(const BsrView& a, char* message, int message_len);
+
+// Plan: split rows into num_chunks contiguous ranges of roughly equal work
+// (nnz plus a per-row cost). chunks must hold num_chunks + 1 entries.
+void plan_row_chunks(const int64_t* row_ptr, int64_t rows, int64_t row_cost,
+                     int64_t num_chunks, int64_t* chunks);
+
+Status csr_spmm_cpu(const CsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
+Status bsr_spmm_cpu(const BsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
+
+// CUDA entry point (kUnsupported in builds without CUDA). All pointers are
+// device pointers; stream is a cudaStream_t passed as void* so that this
+// header stays free of CUDA headers.
+Status csr_spmm_cuda(const CsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c,
+                     void* stream);
+bool cuda_compiled();
+const char* cuda_archs_compiled();
+int cuda_device_count();
+
+}  // namespace sparsecore

@@ -1,0 +1,242 @@
+// pybind11 module sparsecore._C: the only binding code. Thin: it receives
+// pointers, sizes, strides and type codes as plain integers, checks all of
+// them, calls a kernel with the GIL released and turns a bad status into a
+// Python exception. No torch here, so the extension is not tied to a torch
+// version.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <tuple>
+
+#include "sparsecore/cpu_isa.h"
+#include "sparsecore/ops.h"
+
+namespace py = pybind11;
+using namespace sparsecore;
+
+namespace {
+
+// (data_ptr, rows, cols, row_stride, col_stride, dtype_code)
+using MatrixTuple = std::tuple<uintptr_t, int64_t, int64_t, int64_t, int64_t, int>;
+
+[[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
+
+DType to_dtype(int code, const char* what) {
+  if (code < 0 || code > 2) value_error(std::string(what) + ": unknown dtype code " + std::to_string(code));
+  return DType(code);
+}
+
+IndexType to_index_type(int code) {
+  if (code < 0 || code > 1) value_error("unknown index type code " + std::to_string(code));
+  return IndexType(code);
+}
+
+MatrixView to_view(const MatrixTuple& t, const char* what) {
+  MatrixView m;
+  m.data = reinterpret_cast<void*>(std::get<0>(t));
+  m.rows = std::get<1>(t);
+  m.cols = std::get<2>(t);
+  m.row_stride = std::get<3>(t);
+  m.col_stride = std::get<4>(t);
+  m.dtype = to_dtype(std::get<5>(t), what);
+  if (m.rows < 0 || m.cols < 0) value_error(std::string(what) + ": negative size");
+  if (m.row_stride < 0 || m.col_stride < 0) value_error(std::string(what) + ": negative stride");
+  if (m.rows > 0 && m.cols > 0 && m.data == nullptr) value_error(std::string(what) + ": null data pointer");
+  return m;
+}
+
+void check_status(Status s, const char* op) {
+  if (s == Status::kOk) return;
+  std::string msg = std::string("sparsecore.") + op + ": " + status_name(s);
+  if (s == Status::kInvalidArgument || s == Status::kNonFinite) throw py::value_error(msg);
+  throw std::runtime_error(msg);
+}
+
+void check_product(int64_t a_rows, int64_t a_cols, const MatrixView& b, const MatrixView& c, const char* op) {
+  if (b.rows != a_cols)
+    value_error(std::string(op) + ": dense operand has " + std::to_string(b.rows) + " rows, the sparse matrix " +
+                std::to_string(a_cols) + " columns");
+  if (c.rows != a_rows || c.cols != b.cols)
+    value_error(std::string(op) + ": output shape does not match (" + std::to_string(a_rows) + ", " +
+                std::to_string(b.cols) + ")");
+}
+
+Epilogue to_epilogue(uintptr_t bias, int bias_dtype) {
+  Epilogue ep;
+  ep.bias = reinterpret_cast<const void*>(bias);
+  if (bias) ep.bias_dtype = to_dtype(bias_dtype, "bias");
+  return ep;
+}
+
+void csr_spmm(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx, int index_type,
+              uintptr_t values, int value_dtype, uintptr_t row_chunks, int64_t num_chunks, const MatrixTuple& b_t,
+              uintptr_t bias, int bias_dtype, const MatrixTuple& c_t, bool on_cuda, uintptr_t stream) {
+  CsrView a;
+  a.rows = rows;
+  a.cols = cols;
+  a.nnz = nnz;
+  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
+  a.col_idx = reinterpret_cast<const void*>(col_idx);
+  a.index_type = to_index_type(index_type);
+  a.values = reinterpret_cast<const void*>(values);
+  a.value_dtype = to_dtype(value_dtype, "values");
+  a.row_chunks = reinterpret_cast<const int64_t*>(row_chunks);
+  a.num_chunks = num_chunks;
+  if (rows < 0 || cols < 0 || nnz < 0 || num_chunks < 0) value_error("csr_spmm: negative size");
+  if (a.row_ptr == nullptr) value_error("csr_spmm: null row_ptr");
+  if (nnz > 0 && (a.col_idx == nullptr || a.values == nullptr)) value_error("csr_spmm: null col_idx or values");
+  if (num_chunks > 0 && a.row_chunks == nullptr) value_error("csr_spmm: null row_chunks");
+  const MatrixView b = to_view(b_t, "dense operand");
+  const MatrixView c = to_view(c_t, "output");
+  check_product(rows, cols, b, c, "csr_spmm");
+  const Epilogue ep = to_epilogue(bias, bias_dtype);
+  Status s;
+  if (on_cuda) {
+    if (!cuda_compiled()) throw std::runtime_error("sparsecore was built without CUDA kernels");
+    py::gil_scoped_release release;
+    s = csr_spmm_cuda(a, b, ep, c, reinterpret_cast<void*>(stream));
+  } else {
+    py::gil_scoped_release release;
+    s = csr_spmm_cpu(a, b, ep, c);
+  }
+  check_status(s, "csr_spmm");
+}
+
+void bsr_spmm(int64_t block_rows, int64_t block_cols, int64_t block_h, int64_t block_w, int64_t nnzb,
+              uintptr_t row_ptr, uintptr_t col_idx, int index_type, uintptr_t values, int value_dtype,
+              uintptr_t row_chunks, int64_t num_chunks, const MatrixTuple& b_t, uintptr_t bias, int bias_dtype,
+              const MatrixTuple& c_t) {
+  BsrView a;
+  a.block_rows = block_rows;
+  a.block_cols = block_cols;
+  a.block_h = block_h;
+  a.block_w = block_w;
+  a.nnzb = nnzb;
+  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
+  a.col_idx = reinterpret_cast<const void*>(col_idx);
+  a.index_type = to_index_type(index_type);
+  a.values = reinterpret_cast<const void*>(values);
+  a.value_dtype = to_dtype(value_dtype, "values");
+  a.row_chunks = reinterpret_cast<const int64_t*>(row_chunks);
+  a.num_chunks = num_chunks;
+  if (block_rows < 0 || block_cols < 0 || nnzb < 0 || num_chunks < 0) value_error("bsr_spmm: negative size");
+  if (block_h < 1 || block_w < 1 || block_h > 256 || block_w > 256)
+    value_error("bsr_spmm: block sides must be within 1..256");
+  if (a.row_ptr == nullptr) value_error("bsr_spmm: null row_ptr");
+  if (nnzb > 0 && (a.col_idx == nullptr || a.values == nullptr)) value_error("bsr_spmm: null col_idx or values");
+  if (num_chunks > 0 && a.row_chunks == nullptr) value_error("bsr_spmm: null row_chunks");
+  const MatrixView b = to_view(b_t, "dense operand");
+  const MatrixView c = to_view(c_t, "output");
+  check_product(a.rows(), a.cols(), b, c, "bsr_spmm");
+  const Epilogue ep = to_epilogue(bias, bias_dtype);
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = bsr_spmm_cpu(a, b, ep, c);
+  }
+  check_status(s, "bsr_spmm");
+}
+
+void validate_or_raise(Status s, const char* msg) {
+  if (s != Status::kOk) throw py::value_error(msg);
+}
+
+void csr_validate_py(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx, int index_type,
+                     uintptr_t values, int value_dtype) {
+  CsrView a;
+  a.rows = rows;
+  a.cols = cols;
+  a.nnz = nnz;
+  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
+  a.col_idx = reinterpret_cast<const void*>(col_idx);
+  a.index_type = to_index_type(index_type);
+  a.values = reinterpret_cast<const void*>(values);
+  a.value_dtype = to_dtype(value_dtype, "values");
+  char msg[512] = {0};
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = csr_validate(a, msg, sizeof msg);
+  }
+  validate_or_raise(s, msg);
+}
+
+void bsr_validate_py(int64_t block_rows, int64_t block_cols, int64_t block_h, int64_t block_w, int64_t nnzb,
+                     uintptr_t row_ptr, uintptr_t col_idx, int index_type, uintptr_t values, int value_dtype) {
+  BsrView a;
+  a.block_rows = block_rows;
+  a.block_cols = block_cols;
+  a.block_h = block_h;
+  a.block_w = block_w;
+  a.nnzb = nnzb;
+  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
+  a.col_idx = reinterpret_cast<const void*>(col_idx);
+  a.index_type = to_index_type(index_type);
+  a.values = reinterpret_cast<const void*>(values);
+  a.value_dtype = to_dtype(value_dtype, "values");
+  char msg[512] = {0};
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = bsr_validate(a, msg, sizeof msg);
+  }
+  validate_or_raise(s, msg);
+}
+
+void plan_row_chunks_py(uintptr_t row_ptr, int64_t rows, int64_t row_cost, int64_t num_chunks, uintptr_t out) {
+  if (row_ptr == 0 || out == 0) value_error("plan_row_chunks: null pointer");
+  if (rows < 0 || num_chunks < 1) value_error("plan_row_chunks: bad sizes");
+  plan_row_chunks(reinterpret_cast<const int64_t*>(row_ptr), rows, row_cost, num_chunks,
+                  reinterpret_cast<int64_t*>(out));
+}
+
+py::dict info() {
+  py::dict d;
+  py::list compiled, available;
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Simde}) {
+    bool built = isa == CpuIsa::kScalar;
+#if defined(SPARSECORE_HAVE_AVX2)
+    built |= isa == CpuIsa::kAvx2;
+#endif
+#if defined(SPARSECORE_HAVE_AVX512)
+    built |= isa == CpuIsa::kAvx512;
+#endif
+#if defined(SPARSECORE_HAVE_AVX512_SIMDE)
+    built |= isa == CpuIsa::kAvx512Simde;
+#endif
+    if (built) compiled.append(cpu_isa_name(isa));
+    if (cpu_isa_available(isa)) available.append(cpu_isa_name(isa));
+  }
+  d["cpu_isa_compiled"] = compiled;
+  d["cpu_isa_available"] = available;
+  d["cpu_isa_selected"] = cpu_isa_name(cpu_isa_selected());
+  d["cpu_threads"] = cpu_num_threads();
+  d["cuda_compiled"] = cuda_compiled();
+  d["cuda_archs"] = std::string(cuda_archs_compiled());
+  d["cuda_devices"] = cuda_device_count();
+  return d;
+}
+
+void set_cpu_isa(const std::string& name) {
+  CpuIsa isa;
+  if (!cpu_isa_parse(name.c_str(), &isa))
+    value_error("unknown CPU ISA '" + name + "' (expected scalar, avx2, avx512 or avx512-simde)");
+  if (!cpu_isa_set(isa)) value_error("CPU ISA '" + name + "' is not compiled into this build or not supported by this CPU");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "sparsecore compiled kernels (torch-free); use the sparsecore package, not this module";
+  m.def("info", &info);
+  m.def("set_cpu_isa", &set_cpu_isa);
+  m.def("get_cpu_isa", [] { return std::string(cpu_isa_name(cpu_isa_selected())); });
+  m.def("set_num_threads", &cpu_set_num_threads);
+  m.def("get_num_threads", &cpu_num_threads);
+  m.def("csr_validate", &csr_validate_py);
+  m.def("bsr_validate", &bsr_validate_py);
+  m.def("plan_row_chunks", &plan_row_chunks_py);
+  m.def("csr_spmm", &csr_spmm);
+  m.def("bsr_spmm", &bsr_spmm);
+}

@@ -1,0 +1,31 @@
+// Minimal test harness for the ctest executables: CHECK records a failure and
+// keeps going; main returns the failure count (0 = pass, 77 = skip).
+#pragma once
+#include <cstdio>
+#include <cstdlib>
+
+namespace sparsecore::testing {
+inline int& failures() {
+  static int n = 0;
+  return n;
+}
+inline int& checks() {
+  static int n = 0;
+  return n;
+}
+inline int finish(const char* name) {
+  std::printf("%s: %d checks, %d failed\n", name, checks(), failures());
+  return failures() == 0 ? 0 : 1;
+}
+}  // namespace sparsecore::testing
+
+#define CHECK(cond, ...)                                                   \
+  do {                                                                     \
+    ++::sparsecore::testing::checks();                                     \
+    if (!(cond)) {                                                         \
+      ++::sparsecore::testing::failures();                                 \
+      std::printf("FAILED %s:%d: %s: ", __FILE__, __LINE__, #cond);        \
+      std::printf(__VA_ARGS__);                                            \
+      std::printf("\n");                                                   \
+    }                                                                      \
+  } while (0)

@@ -1,0 +1,215 @@
+// CSR and BSR SpMM on every ISA path compiled into this build and runnable
+// here, against the float64 reference. Inputs are small integers over powers
+// of two, so fp32 accumulation is exact and every output must match the
+// reference rounded once to the output dtype, bit for bit.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../../csrc/reference/spmm_reference.h"
+#include "random_sparse.h"
+#include "sparsecore/cpu_isa.h"
+#include "sparsecore/ops.h"
+#include "test_harness.h"
+
+using namespace sparsecore;
+using namespace sparsecore::testing;
+
+namespace {
+
+float round_to(double v, DType t) {
+  const float f = float(v);
+  if (t == DType::kFloat32) return f;
+  if (t == DType::kBFloat16) return bf16_to_float(float_to_bf16(f));
+  return fp16_to_float(float_to_fp16(f));
+}
+
+// Output storage in dtype ct, laid out as rows x n with the given strides.
+struct Out {
+  std::vector<float> f32;
+  std::vector<uint16_t> b16;
+  MatrixView view;
+  Out(int64_t rows, int64_t n, DType ct, bool transposed) {
+    const int64_t count = rows * n;
+    f32.assign(size_t(count), -1.f);
+    b16.assign(size_t(count), 0xffff);
+    view.data = ct == DType::kFloat32 ? static_cast<void*>(f32.data()) : b16.data();
+    view.rows = rows;
+    view.cols = n;
+    view.row_stride = transposed ? 1 : n;
+    view.col_stride = transposed ? rows : 1;
+    view.dtype = ct;
+  }
+  float at(int64_t r, int64_t j) const { return load_as_float(view.data, r * view.row_stride + j * view.col_stride, view.dtype); }
+};
+
+MatrixView dense_view(OwnedDense& d, int64_t k, int64_t n, bool transposed) {
+  MatrixView b;
+  b.data = d.data();
+  b.rows = k;
+  b.cols = n;
+  // transposed: B is x^T for x of shape (n, k), as in x @ W.T.
+  b.row_stride = transposed ? 1 : n;
+  b.col_stride = transposed ? k : 1;
+  b.dtype = d.dtype;
+  return b;
+}
+
+int compare(const std::vector<double>& ref, const Out& out, int64_t rows, int64_t n) {
+  int bad = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      const float want = round_to(ref[size_t(r * n + j)], out.view.dtype);
+      if (out.at(r, j) != want) ++bad;
+    }
+  return bad;
+}
+
+const DType kTypes[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
+
+void test_csr(CpuIsa isa) {
+  struct Shape { int64_t m, k; double density; };
+  const Shape shapes[] = {{7, 96, 0.4}, {33, 333, 0.1}, {1, 17, 1.0}, {64, 40, 0.0}, {130, 257, 0.5}};
+  const int64_t ns[] = {1, 2, 3, 8, 17, 33, 64, 100};
+  uint32_t seed = 1;
+  for (const Shape& s : shapes)
+    for (DType vt : kTypes) {
+      OwnedCsr a = random_csr(s.m, s.k, s.density, vt == DType::kFloat16 ? vt : DType::kBFloat16, seed++);
+      a.chunks.assign(6, 0);
+      plan_row_chunks(a.row_ptr.data(), a.rows, 4, 5, a.chunks.data());
+      std::vector<float> bias(size_t(s.m));
+      for (int64_t i = 0; i < s.m; ++i) bias[size_t(i)] = float(i % 5) - 2.f;
+      for (IndexType it : {IndexType::kUInt16, IndexType::kInt32})
+        for (int64_t n : ns)
+          for (DType bt : kTypes)
+            for (bool transposed : {false, true}) {
+              const CsrView v = a.view(vt, it);
+              OwnedDense bd = random_dense(s.k * n, bt, seed++);
+              const MatrixView b = dense_view(bd, s.k, n, transposed);
+              const bool with_bias = (n % 2) == 1;
+              Epilogue ep;
+              if (with_bias) ep.bias = bias.data();
+              Out out(s.m, n, bt, transposed);
+              const Status st = csr_spmm_cpu(v, b, ep, out.view);
+              CHECK(st == Status::kOk, "status %d", int(st));
+              const auto ref = reference::csr_spmm(v, b, with_bias ? bias.data() : nullptr);
+              const int bad = compare(ref, out, s.m, n);
+              CHECK(bad == 0, "isa=%s csr m=%lld k=%lld n=%lld vt=%s bt=%s idx=%d T=%d: %d wrong", cpu_isa_name(isa),
+                    (long long)s.m, (long long)s.k, (long long)n, dtype_name(vt), dtype_name(bt), int(it),
+                    int(transposed), bad);
+            }
+    }
+}
+
+void test_bsr(CpuIsa isa) {
+  struct Shape { int64_t br, bc, bh, bw; double density; };
+  const Shape shapes[] = {{5, 7, 4, 4, 0.5}, {3, 2, 8, 8, 0.6}, {2, 3, 16, 16, 0.5}, {4, 9, 1, 4, 0.4},
+                          {2, 2, 32, 32, 0.75}, {1, 2, 64, 64, 1.0}, {3, 5, 2, 8, 0.5}, {3, 4, 8, 1, 0.5},
+                          {2, 3, 4, 4, 0.0}};
+  const int64_t ns[] = {1, 5, 16, 40};
+  uint32_t seed = 1000;
+  for (const Shape& s : shapes)
+    for (DType vt : kTypes) {
+      OwnedBsr a = random_bsr(s.br, s.bc, s.bh, s.bw, s.density, vt == DType::kFloat16 ? vt : DType::kBFloat16, seed++);
+      const int64_t m = s.br * s.bh, k = s.bc * s.bw;
+      std::vector<float> bias(size_t(m), 0.5f);
+      for (IndexType it : {IndexType::kUInt16, IndexType::kInt32})
+        for (int64_t n : ns)
+          for (DType bt : {DType::kFloat32, DType::kBFloat16})
+            for (bool transposed : {false, true}) {
+              const BsrView v = a.view(vt, it);
+              OwnedDense bd = random_dense(k * n, bt, seed++);
+              const MatrixView b = dense_view(bd, k, n, transposed);
+              Epilogue ep;
+              const bool with_bias = n == 5;
+              if (with_bias) ep.bias = bias.data();
+              Out out(m, n, bt, transposed);
+              const Status st = bsr_spmm_cpu(v, b, ep, out.view);
+              CHECK(st == Status::kOk, "status %d", int(st));
+              const auto ref = reference::bsr_spmm(v, b, with_bias ? bias.data() : nullptr);
+              const int bad = compare(ref, out, m, n);
+              CHECK(bad == 0, "isa=%s bsr %lldx%lld blocks of %lldx%lld n=%lld vt=%s bt=%s T=%d: %d wrong",
+                    cpu_isa_name(isa), (long long)s.br, (long long)s.bc, (long long)s.bh, (long long)s.bw,
+                    (long long)n, dtype_name(vt), dtype_name(bt), int(transposed), bad);
+            }
+    }
+}
+
+void test_errors() {
+  OwnedCsr a = random_csr(4, 8, 0.5, DType::kBFloat16, 7);
+  CsrView v = a.view(DType::kFloat32, IndexType::kInt32);
+  OwnedDense bd = random_dense(8, DType::kFloat32, 3);
+  MatrixView b = dense_view(bd, 8, 1, false);
+  Out out(4, 1, DType::kFloat32, false);
+  bd.f32[3] = std::nanf("");
+  CHECK(csr_spmm_cpu(v, b, Epilogue{}, out.view) == Status::kNonFinite, "NaN in B must be reported");
+  bd.f32[3] = INFINITY;
+  CHECK(csr_spmm_cpu(v, b, Epilogue{}, out.view) == Status::kNonFinite, "Inf in B must be reported");
+  bd.f32[3] = 1.f;
+  MatrixView wrong = b;
+  wrong.rows = 7;
+  CHECK(csr_spmm_cpu(v, wrong, Epilogue{}, out.view) == Status::kInvalidArgument, "shape mismatch");
+  std::vector<int64_t> bad_ptr = a.row_ptr;
+  std::swap(bad_ptr[1], bad_ptr[2]);
+  if (bad_ptr[1] != bad_ptr[2]) {
+    CsrView vb = v;
+    vb.row_ptr = bad_ptr.data();
+    char msg[256];
+    CHECK(csr_validate(vb, msg, sizeof msg) == Status::kInvalidArgument, "decreasing row_ptr");
+    CHECK(csr_spmm_cpu(vb, b, Epilogue{}, out.view) == Status::kInvalidArgument, "decreasing row_ptr at call");
+  }
+  char msg[256];
+  CHECK(csr_validate(v, msg, sizeof msg) == Status::kOk, "valid CSR rejected: %s", msg);
+  std::vector<int32_t> cols = a.col32;
+  if (a.row_ptr[1] - a.row_ptr[0] >= 2) {
+    std::swap(cols[0], cols[1]);
+    CsrView vu = v;
+    vu.col_idx = cols.data();
+    CHECK(csr_validate(vu, msg, sizeof msg) == Status::kInvalidArgument, "unsorted columns");
+    CHECK(std::strstr(msg, "sorted") != nullptr, "message names the problem: %s", msg);
+  }
+  cols = a.col32;
+  cols[0] = 8;
+  CsrView vo = v;
+  vo.col_idx = cols.data();
+  CHECK(csr_validate(vo, msg, sizeof msg) == Status::kInvalidArgument, "out-of-range column");
+  CHECK(std::strstr(msg, "out of range") != nullptr, "message names the problem: %s", msg);
+}
+
+void test_plan() {
+  OwnedCsr a = random_csr(1000, 50, 0.3, DType::kBFloat16, 11);
+  std::vector<int64_t> chunks(9);
+  plan_row_chunks(a.row_ptr.data(), a.rows, 2, 8, chunks.data());
+  CHECK(chunks.front() == 0 && chunks.back() == 1000, "chunk ends");
+  for (size_t i = 1; i < chunks.size(); ++i) CHECK(chunks[i] >= chunks[i - 1], "chunks non-decreasing");
+  // Balanced: no chunk holds more than twice the mean work.
+  const int64_t total = a.row_ptr.back() + 2 * 1000;
+  for (size_t i = 0; i + 1 < chunks.size(); ++i) {
+    const int64_t w = (a.row_ptr[size_t(chunks[i + 1])] + 2 * chunks[i + 1]) - (a.row_ptr[size_t(chunks[i])] + 2 * chunks[i]);
+    CHECK(w <= 2 * total / 8 + 64, "chunk %zu work %lld", i, (long long)w);
+  }
+}
+
+}  // namespace
+
+int main() {
+  int paths = 0;
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Simde}) {
+    if (!cpu_isa_set(isa)) {
+      std::printf("ISA %s: not runnable here\n", cpu_isa_name(isa));
+      continue;
+    }
+    ++paths;
+    for (int threads : {1, 3}) {
+      cpu_set_num_threads(threads);
+      test_csr(isa);
+      test_bsr(isa);
+    }
+    std::printf("ISA %s: tested\n", cpu_isa_name(isa));
+  }
+  cpu_set_num_threads(0);
+  test_errors();
+  test_plan();
+  CHECK(paths >= 1, "no ISA path ran");
+  return finish("test_spmm_cpu");
+}
