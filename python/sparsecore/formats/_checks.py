@@ -1,0 +1,55 @@
+"""Argument checks shared by the sparse formats: every bad input gets an exception that names it."""
+
+from __future__ import annotations
+
+import torch
+
+from .._dtypes import VALUE_DTYPES
+
+
+def check_tensor(t, name: str, ndim: int | None = None) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if ndim is not None and t.dim() != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
+    return t
+
+
+def check_values_dtype(dtype: torch.dtype, name: str) -> None:
+    if dtype not in VALUE_DTYPES:
+        raise TypeError(f"{name}: dtype {dtype} is not supported (expected float32, bfloat16 or float16)")
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+def check_same_device(tensors: dict) -> torch.device:
+    devices = {name: t.device for name, t in tensors.items()}
+    first = next(iter(devices.values()))
+    for name, dev in devices.items():
+        if dev != first:
+            raise ValueError(f"all parts of a sparse matrix must be on one device: {name} is on {dev}, not {first}")
+    return first
+
+
+def check_shape(shape, name: str = "shape") -> tuple[int, int]:
+    if len(shape) != 2:
+        raise ValueError(f"{name} must have 2 dimensions, got {tuple(shape)}")
+    rows, cols = (int(s) for s in shape)
+    if rows < 0 or cols < 0:
+        raise ValueError(f"{name} must be non-negative, got {(rows, cols)}")
+    return rows, cols
+
+
+def plan_chunks(row_ptr_cpu: torch.Tensor, rows: int, row_cost: int) -> torch.Tensor:
+    """The plan's nnz-balanced row partition: enough chunks for any thread count to balance dynamically."""
+    import os
+
+    from .._native import _C
+
+    num = max(1, min(rows, 8 * (os.cpu_count() or 1)))
+    chunks = torch.empty(num + 1, dtype=torch.int64)
+    _C.plan_row_chunks(row_ptr_cpu.data_ptr(), rows, row_cost, num, chunks.data_ptr())
+    return chunks

@@ -1,0 +1,199 @@
+"""Block sparse row matrices for the sparsecore kernels."""
+
+from __future__ import annotations
+
+import torch
+
+from .._dtypes import compact_index_dtype, dtype_code, index_code, indices_to_int64
+from .._native import _C
+from ._checks import (
+    check_finite,
+    check_same_device,
+    check_shape,
+    check_tensor,
+    check_values_dtype,
+    plan_chunks,
+)
+
+SUPPORTED_BLOCK_SIDES = range(1, 257)
+
+
+class BSR:
+    """A sparse matrix of dense ``block_h x block_w`` blocks, validated and planned once.
+
+    Parts: ``row_ptr`` (int64, block rows + 1), ``col_idx`` (block column per stored block,
+    int16 read as uint16 or int32, sorted and unique within a block row), ``values``
+    (``nnzb x block_h x block_w``, float32 / bfloat16 / float16). Any block side from 1 to
+    256 works: 1x4, 4x4, 8x8, 16x16, 32x32, 64x64 and rectangular blocks such as 1x16.
+
+    On a CUDA device the matrix also carries an equivalent CSR, which the CUDA CSR kernel
+    runs (tensor-core BSR kernels are a later addition).
+
+    Examples
+    --------
+    >>> import torch, sparsecore
+    >>> w = torch.zeros(8, 8); w[:4, 4:] = 1.0
+    >>> b = sparsecore.BSR.from_dense(w, blocksize=(4, 4))
+    >>> b.nnzb, b.blocksize
+    (1, (4, 4))
+    """
+
+    def __init__(self, row_ptr, col_idx, values, shape, *, check: bool = True):
+        rows, cols = check_shape(shape)
+        check_tensor(row_ptr, "row_ptr", 1)
+        check_tensor(col_idx, "col_idx", 1)
+        check_tensor(values, "values", 3)
+        if row_ptr.dtype != torch.int64:
+            raise TypeError(f"row_ptr must be int64, got {row_ptr.dtype}")
+        index_code(col_idx)
+        check_values_dtype(values.dtype, "values")
+        bh, bw = int(values.shape[1]), int(values.shape[2])
+        if bh not in SUPPORTED_BLOCK_SIDES or bw not in SUPPORTED_BLOCK_SIDES:
+            raise ValueError(f"block shape {bh}x{bw} is not supported (each side must be 1..256)")
+        if rows % bh or cols % bw:
+            raise ValueError(f"shape {(rows, cols)} is not a multiple of the block shape {bh}x{bw}")
+        device = check_same_device({"row_ptr": row_ptr, "col_idx": col_idx, "values": values})
+        block_rows, block_cols = rows // bh, cols // bw
+        if col_idx.dtype == torch.int16 and block_cols > 65536:
+            raise ValueError(f"int16 (uint16) block indices cannot address {block_cols} block columns; use int32")
+        if row_ptr.numel() != block_rows + 1:
+            raise ValueError(f"row_ptr must have block_rows + 1 = {block_rows + 1} entries, got {row_ptr.numel()}")
+        if col_idx.numel() != values.shape[0]:
+            raise ValueError(f"col_idx has {col_idx.numel()} entries but values holds {values.shape[0]} blocks")
+        self.shape = (rows, cols)
+        self.blocksize = (bh, bw)
+        self.row_ptr = row_ptr.contiguous()
+        self.col_idx = col_idx.contiguous()
+        self.values = values.contiguous()
+        self.device = device
+        row_ptr_cpu = self.row_ptr.cpu()
+        if check:
+            vals_cpu, cols_cpu = self.values.cpu(), self.col_idx.cpu()
+            _C.bsr_validate(block_rows, block_cols, bh, bw, vals_cpu.shape[0], row_ptr_cpu.data_ptr(),
+                            cols_cpu.data_ptr(), index_code(cols_cpu), vals_cpu.data_ptr(),
+                            dtype_code(vals_cpu.dtype, "values"))
+        # Work per block row is blocks * block area; the row cost covers its stores.
+        self.row_chunks = plan_chunks(row_ptr_cpu, block_rows, 2)
+        self._versions = (self.row_ptr._version, self.col_idx._version)
+        self._csr_for_cuda = None
+        if device.type == "cuda":
+            from .csr import CSR
+
+            self._csr_for_cuda = CSR.from_dense(self.to_dense(), mask=self._element_mask())
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def from_dense(cls, dense: torch.Tensor, blocksize: tuple[int, int], *, block_mask: torch.Tensor | None = None,
+                   threshold: float | None = None, dtype: torch.dtype | None = None,
+                   index_dtype: torch.dtype | None = None) -> "BSR":
+        """Keep the blocks where ``block_mask`` is true, or whose largest ``|value|`` exceeds ``threshold``,
+        or that hold any nonzero."""
+        check_tensor(dense, "dense", 2)
+        check_values_dtype(dense.dtype, "dense")
+        bh, bw = (int(b) for b in blocksize)
+        rows, cols = dense.shape
+        if bh < 1 or bw < 1:
+            raise ValueError(f"blocksize must be positive, got {blocksize}")
+        if rows % bh or cols % bw:
+            raise ValueError(f"shape {(rows, cols)} is not a multiple of the block shape {bh}x{bw}")
+        if block_mask is not None and threshold is not None:
+            raise ValueError("give either block_mask or threshold, not both")
+        blocks = dense.reshape(rows // bh, bh, cols // bw, bw).transpose(1, 2)  # (BR, BC, bh, bw)
+        if block_mask is not None:
+            check_tensor(block_mask, "block_mask", 2)
+            if tuple(block_mask.shape) != (rows // bh, cols // bw):
+                raise ValueError(f"block_mask must have shape {(rows // bh, cols // bw)}, got {tuple(block_mask.shape)}")
+            keep = block_mask.to(device=dense.device, dtype=torch.bool)
+        else:
+            amax = blocks.abs().amax(dim=(2, 3)) if blocks.numel() else torch.zeros(blocks.shape[:2], device=dense.device)
+            if threshold is not None and not (float(threshold) >= 0.0):
+                raise ValueError(f"threshold must be a non-negative number, got {threshold}")
+            keep = amax > (threshold if threshold is not None else 0.0)
+        nz = keep.nonzero(as_tuple=True)
+        values = blocks[nz].to(dtype or dense.dtype).contiguous()
+        check_finite(values, "dense")
+        row_ptr = torch.zeros(rows // bh + 1, dtype=torch.int64, device=dense.device)
+        torch.cumsum(keep.sum(dim=1), 0, out=row_ptr[1:])
+        idx_dtype = index_dtype or compact_index_dtype(cols // bw)
+        col_idx = nz[1].to(torch.int32).to(idx_dtype)
+        return cls(row_ptr, col_idx, values, (rows, cols), check=False)
+
+    @classmethod
+    def from_torch(cls, t: torch.Tensor, *, index_dtype: torch.dtype | None = None) -> "BSR":
+        """From a ``torch.sparse_bsr`` tensor; indices are validated."""
+        check_tensor(t, "tensor", 2)
+        if t.layout != torch.sparse_bsr:
+            raise TypeError(f"expected a sparse BSR tensor, got layout {t.layout}")
+        values = t.values()
+        bh, bw = values.shape[1], values.shape[2]
+        block_cols = t.shape[1] // bw
+        col = t.col_indices()
+        if col.numel() and (int(col.min()) < 0 or int(col.max()) >= block_cols):
+            raise ValueError(f"block column index out of range [0, {block_cols})")
+        idx_dtype = index_dtype or compact_index_dtype(block_cols)
+        return cls(t.crow_indices().to(torch.int64), col.to(torch.int32).to(idx_dtype), values, tuple(t.shape))
+
+    # ------------------------------------------------------------ conversions
+    def to_torch(self) -> torch.Tensor:
+        return torch.sparse_bsr_tensor(self.row_ptr, indices_to_int64(self.col_idx), self.values, self.shape)
+
+    def _block_coords(self) -> tuple[torch.Tensor, torch.Tensor]:
+        block_rows = self.shape[0] // self.blocksize[0]
+        brow = torch.repeat_interleave(torch.arange(block_rows, device=self.device), self.row_ptr.diff())
+        return brow, indices_to_int64(self.col_idx)
+
+    def to_dense(self) -> torch.Tensor:
+        rows, cols = self.shape
+        bh, bw = self.blocksize
+        blocks = torch.zeros(rows // bh, cols // bw, bh, bw, dtype=self.values.dtype, device=self.device)
+        brow, bcol = self._block_coords()
+        blocks[brow, bcol] = self.values
+        return blocks.transpose(1, 2).reshape(rows, cols)
+
+    def _element_mask(self) -> torch.Tensor:
+        rows, cols = self.shape
+        bh, bw = self.blocksize
+        keep = torch.zeros(rows // bh, cols // bw, dtype=torch.bool, device=self.device)
+        brow, bcol = self._block_coords()
+        keep[brow, bcol] = True
+        return keep.repeat_interleave(bh, 0).repeat_interleave(bw, 1)
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "BSR":
+        device = torch.device(device) if device is not None else self.device
+        values = self.values.to(device=device, dtype=dtype or self.values.dtype)
+        return BSR(self.row_ptr.to(device), self.col_idx.to(device), values, self.shape, check=False)
+
+    # ------------------------------------------------------------ properties
+    @property
+    def nnzb(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def nnz(self) -> int:
+        """Stored elements (blocks x block area), explicit zeros inside blocks included."""
+        return self.values.numel()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def density(self) -> float:
+        rows, cols = self.shape
+        return self.nnz / max(1, rows * cols)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.row_ptr, self.col_idx, self.values))
+
+    @property
+    def bytes_per_nonzero(self) -> float:
+        return self.nbytes / max(1, self.nnz)
+
+    def _check_unmodified(self) -> None:
+        if (self.row_ptr._version, self.col_idx._version) != self._versions:
+            raise ValueError("the BSR's row_ptr or col_idx was modified in place after validation; build a new BSR")
+
+    def __repr__(self) -> str:
+        return (f"BSR(shape={self.shape}, blocksize={self.blocksize}, nnzb={self.nnzb}, "
+                f"density={self.density:.3f}, dtype={self.dtype}, device={self.device})")

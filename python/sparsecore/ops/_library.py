@@ -1,0 +1,5 @@
+"""The torch.library namespace all sparsecore ops are defined in."""
+
+import torch
+
+lib = torch.library.Library("sparsecore", "DEF")

@@ -1,0 +1,220 @@
+"""CSR / BSR sparse x dense matmul as torch ops, and the user-facing spmm / sparse_linear.
+
+Each op computes either ``A @ B`` (``linear=False``; B is K x N) or ``x @ A.T + bias``
+(``linear=True``; x is ... x K), in the dense operand's dtype with fp32 accumulation. The
+kernels read any strides, so neither form copies or transposes its inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._dtypes import VALUE_DTYPES, dtype_code, index_code, matrix_tuple
+from .._native import _C
+from ..formats import BSR, CSR
+from ._library import lib
+
+# Same schema for both families; for BSR, values is nnzb x block_h x block_w.
+_ARGS = "Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_chunks, int n_cols, Tensor dense, Tensor? bias, bool linear"
+for _family in ("csr", "bsr"):
+    lib.define(f"{_family}_mm({_ARGS}) -> Tensor")
+    lib.define(f"{_family}_mm_out({_ARGS}, Tensor(a!) out) -> ()")
+
+
+def _output_shape(rows: int, n_cols: int, dense: torch.Tensor, linear: bool) -> tuple[int, ...]:
+    if linear:
+        if dense.dim() < 1 or dense.shape[-1] != n_cols:
+            raise ValueError(f"input's last dimension must be the weight's in_features {n_cols}, "
+                             f"got shape {tuple(dense.shape)}")
+        return (*dense.shape[:-1], rows)
+    if dense.dim() != 2 or dense.shape[0] != n_cols:
+        raise ValueError(f"dense operand must be 2-D with {n_cols} rows, got shape {tuple(dense.shape)}")
+    return (rows, dense.shape[1])
+
+
+def _operands(dense: torch.Tensor, out: torch.Tensor, linear: bool) -> tuple[tuple, tuple]:
+    """Kernel views of B and C: for x @ A.T, B = x^T and C = y^T (swapped strides, no copies)."""
+    if not linear:
+        return matrix_tuple(dense), matrix_tuple(out)
+    x2 = dense if dense.dim() == 2 else dense.reshape(-1, dense.shape[-1])
+    if out.dim() == 2:
+        y2 = out
+    elif out.is_contiguous():
+        y2 = out.view(-1, out.shape[-1])
+    else:
+        raise ValueError("out must be contiguous when it is not 2-D")
+    return matrix_tuple(x2, transposed=True), matrix_tuple(y2, transposed=True)
+
+
+def _check_common(values: torch.Tensor, dense: torch.Tensor, bias: torch.Tensor | None, rows: int) -> None:
+    if dense.dtype not in VALUE_DTYPES:
+        raise TypeError(f"dense operand dtype {dense.dtype} is not supported (float32, bfloat16, float16)")
+    if dense.device != values.device:
+        raise ValueError(f"dense operand is on {dense.device} but the sparse matrix is on {values.device}")
+    if bias is not None:
+        if bias.dim() != 1 or bias.shape[0] != rows:
+            raise ValueError(f"bias must be 1-D with {rows} entries, got shape {tuple(bias.shape)}")
+        if bias.device != values.device:
+            raise ValueError(f"bias is on {bias.device} but the sparse matrix is on {values.device}")
+        dtype_code(bias.dtype, "bias")
+
+
+def _bias_args(bias: torch.Tensor | None) -> tuple[int, int]:
+    if bias is None:
+        return 0, 0
+    return bias.data_ptr(), dtype_code(bias.dtype, "bias")
+
+
+def _stream(t: torch.Tensor) -> int:
+    return torch.cuda.current_stream(t.device).cuda_stream if t.device.type == "cuda" else 0
+
+
+def _csr_run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out):
+    rows = row_ptr.numel() - 1
+    _check_common(values, dense, bias, rows)
+    if tuple(out.shape) != _output_shape(rows, n_cols, dense, linear):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {_output_shape(rows, n_cols, dense, linear)}")
+    if out.dtype != dense.dtype or out.device != dense.device:
+        raise ValueError(f"out must be {dense.dtype} on {dense.device}, got {out.dtype} on {out.device}")
+    if bias is not None:
+        bias = bias.contiguous()
+    b, c = _operands(dense, out, linear)
+    bias_ptr, bias_dtype = _bias_args(bias)
+    on_cuda = values.device.type == "cuda"
+    chunks = row_chunks if not on_cuda and row_chunks.device.type == "cpu" else None
+    _C.csr_spmm(rows, n_cols, values.numel(), row_ptr.data_ptr(), col_idx.data_ptr(), index_code(col_idx),
+                values.data_ptr(), dtype_code(values.dtype, "values"),
+                chunks.data_ptr() if chunks is not None else 0, chunks.numel() - 1 if chunks is not None else 0,
+                b, bias_ptr, bias_dtype, c, on_cuda, _stream(values))
+
+
+def _bsr_run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out):
+    bh, bw = values.shape[1], values.shape[2]
+    block_rows = row_ptr.numel() - 1
+    rows = block_rows * bh
+    if n_cols % bw:
+        raise ValueError(f"n_cols {n_cols} is not a multiple of the block width {bw}")
+    _check_common(values, dense, bias, rows)
+    if values.device.type != "cpu":
+        raise ValueError("the BSR op runs on CPU; on CUDA, BSR matrices run through their CSR form (sparsecore.spmm)")
+    if tuple(out.shape) != _output_shape(rows, n_cols, dense, linear):
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {_output_shape(rows, n_cols, dense, linear)}")
+    if out.dtype != dense.dtype or out.device != dense.device:
+        raise ValueError(f"out must be {dense.dtype} on {dense.device}, got {out.dtype} on {out.device}")
+    if bias is not None:
+        bias = bias.contiguous()
+    b, c = _operands(dense, out, linear)
+    bias_ptr, bias_dtype = _bias_args(bias)
+    _C.bsr_spmm(block_rows, n_cols // bw, bh, bw, values.shape[0], row_ptr.data_ptr(), col_idx.data_ptr(),
+                index_code(col_idx), values.data_ptr(), dtype_code(values.dtype, "values"),
+                row_chunks.data_ptr(), row_chunks.numel() - 1, b, bias_ptr, bias_dtype, c)
+
+
+def _rows_of(op: str, row_ptr: torch.Tensor, values: torch.Tensor) -> int:
+    return (row_ptr.numel() - 1) * (values.shape[1] if op == "bsr" else 1)
+
+
+def _register(op: str, run) -> None:
+    def functional(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear):
+        rows = _rows_of(op, row_ptr, values)
+        out = torch.empty(_output_shape(rows, n_cols, dense, linear), dtype=dense.dtype, device=dense.device)
+        run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out)
+        return out
+
+    def out_variant(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out):
+        run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out)
+
+    def fake(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear):
+        rows = _rows_of(op, row_ptr, values)
+        return dense.new_empty(_output_shape(rows, n_cols, dense, linear))
+
+    def fake_out(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out):
+        return None
+
+    devices = ("cpu", "cuda") if op == "csr" else ("cpu",)
+    for device in devices:
+        torch.library.impl(f"sparsecore::{op}_mm", device, lib=lib)(functional)
+        torch.library.impl(f"sparsecore::{op}_mm_out", device, lib=lib)(out_variant)
+    torch.library.register_fake(f"sparsecore::{op}_mm", lib=lib)(fake)
+    torch.library.register_fake(f"sparsecore::{op}_mm_out", lib=lib)(fake_out)
+
+
+_register("csr", _csr_run)
+_register("bsr", _bsr_run)
+
+
+def _op_args(a):
+    """Resolve a format to (op family, its tensors); on CUDA a BSR runs as its CSR."""
+    if isinstance(a, CSR):
+        if not torch.compiler.is_compiling():
+            a._check_unmodified()
+        return "csr", (a.row_ptr, a.col_idx, a.values, a.row_chunks, a.shape[1])
+    if isinstance(a, BSR):
+        if not torch.compiler.is_compiling():
+            a._check_unmodified()
+        if a.device.type == "cuda":
+            return _op_args(a._csr_for_cuda)
+        return "bsr", (a.row_ptr, a.col_idx, a.values, a.row_chunks, a.shape[1])
+    raise TypeError(f"expected a sparsecore.CSR or sparsecore.BSR, got {type(a).__name__}")
+
+
+def _check_dense(t, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
+
+
+def spmm(a, b: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Sparse ``a`` (CSR or BSR, rows x K) times dense ``b`` (K x N, or a K vector).
+
+    The result has ``b``'s dtype (fp32, bf16 or fp16; accumulation in fp32). Any N >= 1,
+    any strides. ``out`` (rows x N, ``b``'s dtype and device) receives the result.
+
+    Raises ``ValueError`` for mismatched shapes or devices and for NaN/Inf in ``b``,
+    ``TypeError`` for unsupported dtypes.
+
+    Examples
+    --------
+    >>> import torch, sparsecore
+    >>> a = sparsecore.CSR.from_dense(torch.eye(3))
+    >>> sparsecore.spmm(a, torch.ones(3, 2)).tolist()
+    [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    """
+    _check_dense(b, "b")
+    op, args = _op_args(a)
+    vector = b.dim() == 1
+    b2 = b.unsqueeze(1) if vector else b
+    if out is None:
+        result = getattr(torch.ops.sparsecore, f"{op}_mm")(*args, b2, None, False)
+        return result.squeeze(1) if vector else result
+    _check_dense(out, "out")
+    out2 = out.unsqueeze(1) if vector else out
+    getattr(torch.ops.sparsecore, f"{op}_mm_out")(*args, b2, None, False, out2)
+    return out
+
+
+def sparse_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None, *,
+                  out: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ weight.T + bias`` with a sparse ``weight`` (CSR or BSR, out_features x in_features).
+
+    ``x`` has shape (..., in_features); the result (..., out_features) has ``x``'s dtype.
+    This is the form every ``nn.Linear`` needs: decode (one token) runs the GEMV kernel,
+    prefill the SpMM kernel, neither copies ``x``.
+
+    Examples
+    --------
+    >>> import torch, sparsecore
+    >>> w = sparsecore.CSR.from_dense(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+    >>> sparsecore.sparse_linear(torch.tensor([[3.0, 4.0]]), w).tolist()
+    [[3.0, 8.0]]
+    """
+    _check_dense(x, "x")
+    if bias is not None:
+        _check_dense(bias, "bias")
+    op, args = _op_args(weight)
+    if out is None:
+        return getattr(torch.ops.sparsecore, f"{op}_mm")(*args, x, bias, True)
+    _check_dense(out, "out")
+    getattr(torch.ops.sparsecore, f"{op}_mm_out")(*args, x, bias, True, out)
+    return out

@@ -1,0 +1,141 @@
+"""python -m sparsecore.selftest: every compiled kernel against an independent float64 reference.
+
+Runs the CPU kernels on every ISA path this CPU can execute and, when a GPU is visible,
+the CUDA kernels; prints a pass/fail table and exits non-zero on any failure. With
+``--bench`` it also times the GPU kernels against dense torch (cuBLAS) on the GPU.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import torch
+
+from . import BSR, CSR, info, sparse_linear, spmm, use_cpu_isa
+
+_VALUE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def _random_sparse(rows: int, cols: int, density: float, gen: torch.Generator) -> torch.Tensor:
+    # Small integers / 8: fp32 accumulation is exact, so fp32 results must match bit for bit.
+    vals = torch.randint(-8, 9, (rows, cols), generator=gen).float() / 8
+    keep = torch.rand(rows, cols, generator=gen) < density
+    return torch.where(keep, vals, torch.zeros(()))
+
+
+def _reference(w: torch.Tensor, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    y = x.double() @ w.double().T
+    return y + bias.double() if bias is not None else y
+
+
+def _max_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    # Compare after rounding the reference once to the output dtype: exact inputs make that exact.
+    return float((got.double() - want.to(got.dtype).double()).abs().max()) if got.numel() else 0.0
+
+
+def _cases(device: str):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(7, 96, 1), (33, 333, 5), (64, 128, 64), (130, 257, 17)]
+    for rows, cols, n in shapes:
+        w = _random_sparse(rows, cols, 0.3, gen)
+        x = (torch.randint(-8, 9, (n, cols), generator=gen).float() / 4)
+        bias = torch.randint(-4, 5, (rows,), generator=gen).float()
+        for vdtype in _VALUE_DTYPES:
+            for xdtype in _VALUE_DTYPES:
+                yield (f"csr {rows}x{cols} n={n}", vdtype, xdtype,
+                       CSR.from_dense(w.to(device), dtype=vdtype), w, x, bias)
+                if device == "cpu" and rows % 1 == 0:
+                    wb = torch.nn.functional.pad(w, (0, (-cols) % 4, 0, (-rows) % 4))
+                    xb = torch.nn.functional.pad(x, (0, (-cols) % 4))
+                    bb = torch.nn.functional.pad(bias, (0, (-rows) % 4))
+                    yield (f"bsr4x4 {wb.shape[0]}x{wb.shape[1]} n={n}", vdtype, xdtype,
+                           BSR.from_dense(wb, (4, 4), dtype=vdtype), wb, xb, bb)
+
+
+def _check(device: str, isa: str | None, rows_out: list) -> bool:
+    ok = True
+    failures = 0
+    count = 0
+    t0 = time.perf_counter()
+    for name, vdtype, xdtype, a, w, x, bias in _cases(device):
+        xd = x.to(device=device, dtype=xdtype)
+        bd = bias.to(device=device, dtype=xdtype)
+        want = _reference(w, x.to(xdtype).float(), bias.to(xdtype).float())
+        got_lin = sparse_linear(xd, a, bd).cpu()
+        got_mm = spmm(a, xd.T).cpu()
+        err = max(_max_error(got_lin, want), _max_error(got_mm, (want - bias.to(xdtype).double()).T))
+        count += 1
+        if err != 0.0:
+            failures += 1
+            ok = False
+            print(f"  FAIL {device} {isa or ''} {name} values={vdtype} x={xdtype}: max error {err}")
+    rows_out.append((device, isa or "-", count, failures, time.perf_counter() - t0))
+    return ok
+
+
+def _bench_gpu() -> None:
+    print("\nGPU timing (median of 50, CUDA events): sparsecore CSR vs dense torch (cuBLAS)")
+    print(f"{'shape':>16} {'n':>5} {'sparsity':>8} {'dtype':>9} {'dense ms':>9} {'csr ms':>9} {'speedup':>8}")
+    gen = torch.Generator().manual_seed(1)
+    for rows, cols in [(4096, 4096), (11008, 4096)]:
+        for n in (1, 64):
+            for sparsity in (0.5, 0.9):
+                for dtype in (torch.float16, torch.float32):
+                    w = _random_sparse(rows, cols, 1 - sparsity, gen).to("cuda", dtype)
+                    x = torch.randn(n, cols, generator=gen).to("cuda", dtype)
+                    a = CSR.from_dense(w)
+                    t_dense = _time_cuda(lambda: torch.nn.functional.linear(x, w))
+                    t_sparse = _time_cuda(lambda: sparse_linear(x, a))
+                    print(f"{rows:>7}x{cols:<8} {n:>5} {sparsity:>8.0%} {str(dtype)[6:]:>9} "
+                          f"{t_dense:>9.3f} {t_sparse:>9.3f} {t_dense / t_sparse:>7.2f}x")
+
+
+def _time_cuda(fn, reps: int = 50) -> float:
+    for _ in range(5):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def run(bench: bool = False) -> int:
+    d = info()
+    print(f"sparsecore {d['version']} selftest: CPU paths {d['cpu_isa_available']}, "
+          f"CUDA {'compiled for ' + d['cuda_archs'] if d['cuda_compiled'] else 'not compiled'}, "
+          f"{d['cuda_devices']} GPU(s) visible")
+    rows: list = []
+    ok = True
+    for isa in d["cpu_isa_available"]:
+        with use_cpu_isa(isa):
+            ok &= _check("cpu", isa, rows)
+    gpu = d["cuda_compiled"] and d["cuda_devices"] > 0 and torch.cuda.is_available()
+    if gpu:
+        ok &= _check("cuda", None, rows)
+    print(f"\n{'device':<6} {'cpu isa':<13} {'cases':>6} {'failed':>7} {'seconds':>8}  result")
+    for device, isa, count, failures, secs in rows:
+        print(f"{device:<6} {isa:<13} {count:>6} {failures:>7} {secs:>8.2f}  {'PASS' if failures == 0 else 'FAIL'}")
+    if not gpu:
+        reason = ("this build has no CUDA kernels" if not d["cuda_compiled"]
+                  else "no GPU is visible" if d["cuda_devices"] == 0 else "torch has no CUDA support")
+        print(f"cuda   -             not run: {reason}")
+    if bench and gpu:
+        _bench_gpu()
+    print("\nselftest", "PASSED" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    return run(bench="--bench" in argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
