@@ -135,7 +135,8 @@ class BSR:
 
     # ------------------------------------------------------------ conversions
     def to_torch(self) -> torch.Tensor:
-        return torch.sparse_bsr_tensor(self.row_ptr, indices_to_int64(self.col_idx), self.values, self.shape)
+        return torch.sparse_bsr_tensor(self.row_ptr, indices_to_int64(self.col_idx), self.values, self.shape,
+                                       check_invariants=False)
 
     def _block_coords(self) -> tuple[torch.Tensor, torch.Tensor]:
         block_rows = self.shape[0] // self.blocksize[0]

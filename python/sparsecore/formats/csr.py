@@ -124,7 +124,9 @@ class CSR:
     # ------------------------------------------------------------ conversions
     def to_torch(self) -> torch.Tensor:
         """As a ``torch.sparse_csr`` tensor (int64 indices)."""
-        return torch.sparse_csr_tensor(self.row_ptr, indices_to_int64(self.col_idx), self.values, self.shape)
+        # Already validated at construction, so torch need not re-check.
+        return torch.sparse_csr_tensor(self.row_ptr, indices_to_int64(self.col_idx), self.values, self.shape,
+                                       check_invariants=False)
 
     def to_dense(self) -> torch.Tensor:
         rows, cols = self.shape

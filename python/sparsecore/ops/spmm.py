@@ -158,11 +158,13 @@ def _op_args(a):
     raise TypeError(f"expected a sparsecore.CSR or sparsecore.BSR, got {type(a).__name__}")
 
 
-def _check_dense(t, name: str) -> None:
+def _check_dense(t, name: str, a) -> None:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if t.layout != torch.strided:
         raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}")
+    if t.device != a.device:
+        raise ValueError(f"{name} is on {t.device} but the sparse matrix is on {a.device}")
 
 
 def spmm(a, b: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -181,14 +183,14 @@ def spmm(a, b: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor
     >>> sparsecore.spmm(a, torch.ones(3, 2)).tolist()
     [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
     """
-    _check_dense(b, "b")
     op, args = _op_args(a)
+    _check_dense(b, "b", a)
     vector = b.dim() == 1
     b2 = b.unsqueeze(1) if vector else b
     if out is None:
         result = getattr(torch.ops.sparsecore, f"{op}_mm")(*args, b2, None, False)
         return result.squeeze(1) if vector else result
-    _check_dense(out, "out")
+    _check_dense(out, "out", a)
     out2 = out.unsqueeze(1) if vector else out
     getattr(torch.ops.sparsecore, f"{op}_mm_out")(*args, b2, None, False, out2)
     return out
@@ -209,12 +211,12 @@ def sparse_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None, *,
     >>> sparsecore.sparse_linear(torch.tensor([[3.0, 4.0]]), w).tolist()
     [[3.0, 8.0]]
     """
-    _check_dense(x, "x")
-    if bias is not None:
-        _check_dense(bias, "bias")
     op, args = _op_args(weight)
+    _check_dense(x, "x", weight)
+    if bias is not None:
+        _check_dense(bias, "bias", weight)
     if out is None:
         return getattr(torch.ops.sparsecore, f"{op}_mm")(*args, x, bias, True)
-    _check_dense(out, "out")
+    _check_dense(out, "out", weight)
     getattr(torch.ops.sparsecore, f"{op}_mm_out")(*args, x, bias, True, out)
     return out
