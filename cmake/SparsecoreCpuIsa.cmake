@@ -4,9 +4,9 @@ set(SPARSECORE_X86 OFF)
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64|i.86")
   set(SPARSECORE_X86 ON)
 endif()
-set(SPARSECORE_AVX2_FLAGS -mavx2 -mfma -mf16c -Wno-psabi)
+set(SPARSECORE_AVX2_FLAGS -mavx2 -mfma -mf16c -mpopcnt -Wno-psabi)
 # GCC 12 warns (falsely) inside its own avx512 intrinsic headers.
-set(SPARSECORE_AVX512_FLAGS -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c -Wno-maybe-uninitialized)
+set(SPARSECORE_AVX512_FLAGS -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma -mf16c -mpopcnt -Wno-maybe-uninitialized)
 
 # sparsecore_isa_source(<target> <file> <scalar|avx2|avx512|avx512_simde>)
 function(sparsecore_isa_source target file isa)

@@ -35,4 +35,4 @@ def test_cuda_bsr_runs_as_csr(gen):
 def test_cuda_opcheck(gen):
     a = CSR.from_dense(random_sparse(12, 20, 0.4, gen).cuda())
     torch.library.opcheck(torch.ops.sparsecore.csr_mm,
-                          (a.row_ptr, a.col_idx, a.values, a.row_chunks, 20, random_dense((5, 20), gen).cuda(), None, True))
+                          (a.row_ptr, a.col_idx, a.values, a.row_chunks, a.bitmap, 20, random_dense((5, 20), gen).cuda(), None, True))

@@ -33,11 +33,13 @@ def assert_exact(got, want_f64):
 @pytest.mark.parametrize("n", [1, 3, 17, 64])
 @pytest.mark.parametrize("vdtype", DTYPES)
 @pytest.mark.parametrize("xdtype", DTYPES)
-def test_csr_linear_exact(isa, rows, cols, density, n, vdtype, xdtype, gen):
+@pytest.mark.parametrize("bitmap", [False, True], ids=["indices", "bitmap"])
+def test_csr_linear_exact(isa, rows, cols, density, n, vdtype, xdtype, bitmap, gen):
     w = random_sparse(rows, cols, density, gen)
     x = random_dense((n, cols), gen).to(xdtype)
     bias = random_dense((rows,), gen).to(xdtype)
-    a = CSR.from_dense(w, dtype=vdtype)
+    a = CSR.from_dense(w, dtype=vdtype, bitmap=bitmap)
+    assert bool(a.bitmap.numel()) == bitmap
     assert_exact(sparsecore.sparse_linear(x, a, bias), reference_linear(w, x, bias))
     assert_exact(sparsecore.sparse_linear(x, a), reference_linear(w, x))
     # spmm form: A @ B with B = x.T (a non-contiguous view: strides are read, nothing copied)
@@ -118,12 +120,14 @@ def test_empty_shapes(isa):
     assert torch.equal(sparsecore.sparse_linear(torch.ones(2, 0), k0, torch.full((4,), 2.0)), torch.full((2, 4), 2.0))
 
 
-def test_large_problem_uses_threads_and_matches(isa, gen):
-    w = random_sparse(512, 1024, 0.3, gen)
-    a = CSR.from_dense(w, dtype=torch.bfloat16)
-    x = random_dense((70, 1024), gen)
+@pytest.mark.parametrize("bitmap", [False, True], ids=["indices", "bitmap"])
+@pytest.mark.parametrize("vdtype", DTYPES)
+def test_large_problem_uses_threads_and_matches(isa, bitmap, vdtype, gen):
+    w = random_sparse(512, 1027, 0.3, gen)
+    a = CSR.from_dense(w, dtype=vdtype, bitmap=bitmap)
+    x = random_dense((70, 1027), gen)
     assert_exact(sparsecore.sparse_linear(x, a), reference_linear(w, x))
-    x1 = random_dense((1, 1024), gen)
+    x1 = random_dense((1, 1027), gen)
     assert_exact(sparsecore.sparse_linear(x1, a), reference_linear(w, x1))
 
 

@@ -10,7 +10,7 @@ from conftest import random_dense, random_sparse
 
 def _csr_args(gen, dtype=torch.float32):
     a = CSR.from_dense(random_sparse(12, 20, 0.4, gen), dtype=dtype)
-    return a, (a.row_ptr, a.col_idx, a.values, a.row_chunks, 20)
+    return a, (a.row_ptr, a.col_idx, a.values, a.row_chunks, a.bitmap, 20)
 
 
 def _bsr_args(gen):

@@ -70,8 +70,9 @@ Epilogue to_epilogue(uintptr_t bias, int bias_dtype) {
 }
 
 void csr_spmm(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx, int index_type,
-              uintptr_t values, int value_dtype, uintptr_t row_chunks, int64_t num_chunks, const MatrixTuple& b_t,
-              uintptr_t bias, int bias_dtype, const MatrixTuple& c_t, bool on_cuda, uintptr_t stream) {
+              uintptr_t values, int value_dtype, uintptr_t row_chunks, int64_t num_chunks, uintptr_t bitmap,
+              const MatrixTuple& b_t, uintptr_t bias, int bias_dtype, const MatrixTuple& c_t, bool on_cuda,
+              uintptr_t stream) {
   CsrView a;
   a.rows = rows;
   a.cols = cols;
@@ -83,6 +84,7 @@ void csr_spmm(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintpt
   a.value_dtype = to_dtype(value_dtype, "values");
   a.row_chunks = reinterpret_cast<const int64_t*>(row_chunks);
   a.num_chunks = num_chunks;
+  a.bitmap = on_cuda ? nullptr : reinterpret_cast<const uint8_t*>(bitmap);
   if (rows < 0 || cols < 0 || nnz < 0 || num_chunks < 0) value_error("csr_spmm: negative size");
   if (a.row_ptr == nullptr) value_error("csr_spmm: null row_ptr");
   if (nnz > 0 && (a.col_idx == nullptr || a.values == nullptr)) value_error("csr_spmm: null col_idx or values");
@@ -184,6 +186,20 @@ void bsr_validate_py(int64_t block_rows, int64_t block_cols, int64_t block_h, in
   validate_or_raise(s, msg);
 }
 
+void plan_csr_bitmap_py(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx,
+                        int index_type, uintptr_t out) {
+  if (row_ptr == 0 || out == 0 || (nnz > 0 && col_idx == 0)) value_error("plan_csr_bitmap: null pointer");
+  CsrView a;
+  a.rows = rows;
+  a.cols = cols;
+  a.nnz = nnz;
+  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
+  a.col_idx = reinterpret_cast<const void*>(col_idx);
+  a.index_type = to_index_type(index_type);
+  py::gil_scoped_release release;
+  plan_csr_bitmap(a, reinterpret_cast<uint8_t*>(out));
+}
+
 void plan_row_chunks_py(uintptr_t row_ptr, int64_t rows, int64_t row_cost, int64_t num_chunks, uintptr_t out) {
   if (row_ptr == 0 || out == 0) value_error("plan_row_chunks: null pointer");
   if (rows < 0 || num_chunks < 1) value_error("plan_row_chunks: bad sizes");
@@ -237,6 +253,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("csr_validate", &csr_validate_py);
   m.def("bsr_validate", &bsr_validate_py);
   m.def("plan_row_chunks", &plan_row_chunks_py);
+  m.def("plan_csr_bitmap", &plan_csr_bitmap_py);
+  m.def("bitmap_row_bytes", &bitmap_row_bytes);
   m.def("csr_spmm", &csr_spmm);
   m.def("bsr_spmm", &bsr_spmm);
 }

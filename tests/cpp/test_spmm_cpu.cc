@@ -82,8 +82,15 @@ void test_csr(CpuIsa isa) {
       for (IndexType it : {IndexType::kUInt16, IndexType::kInt32})
         for (int64_t n : ns)
           for (DType bt : kTypes)
-            for (bool transposed : {false, true}) {
-              const CsrView v = a.view(vt, it);
+            for (bool transposed : {false, true})
+              for (bool bitmap : {false, true}) {
+              if (bitmap && n != 1) continue;  // the bitmap plan serves the GEMV
+              CsrView v = a.view(vt, it);
+              std::vector<uint8_t> bits(size_t(s.m * bitmap_row_bytes(s.k)) + 1);
+              if (bitmap) {
+                plan_csr_bitmap(v, bits.data());
+                v.bitmap = bits.data();
+              }
               OwnedDense bd = random_dense(s.k * n, bt, seed++);
               const MatrixView b = dense_view(bd, s.k, n, transposed);
               const bool with_bias = (n % 2) == 1;
@@ -94,9 +101,9 @@ void test_csr(CpuIsa isa) {
               CHECK(st == Status::kOk, "status %d", int(st));
               const auto ref = reference::csr_spmm(v, b, with_bias ? bias.data() : nullptr);
               const int bad = compare(ref, out, s.m, n);
-              CHECK(bad == 0, "isa=%s csr m=%lld k=%lld n=%lld vt=%s bt=%s idx=%d T=%d: %d wrong", cpu_isa_name(isa),
-                    (long long)s.m, (long long)s.k, (long long)n, dtype_name(vt), dtype_name(bt), int(it),
-                    int(transposed), bad);
+              CHECK(bad == 0, "isa=%s csr m=%lld k=%lld n=%lld vt=%s bt=%s idx=%d T=%d bitmap=%d: %d wrong",
+                    cpu_isa_name(isa), (long long)s.m, (long long)s.k, (long long)n, dtype_name(vt), dtype_name(bt),
+                    int(it), int(transposed), int(bitmap), bad);
             }
     }
 }

@@ -137,5 +137,98 @@ template <IndexType I> struct IndexTraits;
 template <> struct IndexTraits<IndexType::kUInt16> { using Storage = uint16_t; };
 template <> struct IndexTraits<IndexType::kInt32> { using Storage = int32_t; };
 
+
+// ---------------------------------------------------------------------------
+// Bitmap groups: kGroupCols columns share one mask (bit l = column l stored);
+// the stored values of the group lie packed at v. group_fma adds
+// sum_l value(l) * x[l] over the set bits into acc. v may be read up to
+// kGroupCols elements ahead (callers guarantee that), x up to kGroupCols.
+#if defined(SPARSECORE_ISA_AVX2)
+constexpr int kGroupCols = 8;
+
+// Expansion tables, built at compile time (constant-initialised: no code
+// runs at load, as the per-ISA rules require).
+struct ExpandTables {
+  // bf16: vpshufb control on the 8 values broadcast to both 128-bit halves;
+  // puts value j in the top half of dword l, zeros elsewhere.
+  uint8_t bf16[256][32];
+  // fp16: vpshufb control on 8 values, value j to 16-bit slot l, zeros elsewhere.
+  uint8_t fp16[256][16];
+  // fp32: vpermps index j per lane; sign bit set = lane is not stored.
+  int32_t fp32[256][8];
+};
+
+constexpr ExpandTables make_expand_tables() {
+  ExpandTables t{};
+  for (int m = 0; m < 256; ++m) {
+    int j = 0;
+    for (int l = 0; l < 8; ++l) {
+      const bool set = (m >> l) & 1;
+      for (int b = 0; b < 4; ++b) t.bf16[m][4 * l + b] = 0x80;
+      t.fp16[m][2 * l] = t.fp16[m][2 * l + 1] = 0x80;
+      t.fp32[m][l] = int32_t(0x80000000u);
+      if (set) {
+        t.bf16[m][4 * l + 2] = uint8_t(2 * j);
+        t.bf16[m][4 * l + 3] = uint8_t(2 * j + 1);
+        t.fp16[m][2 * l] = uint8_t(2 * j);
+        t.fp16[m][2 * l + 1] = uint8_t(2 * j + 1);
+        t.fp32[m][l] = j;
+        ++j;
+      }
+    }
+  }
+  return t;
+}
+alignas(64) constexpr ExpandTables kExpand = make_expand_tables();
+
+inline unsigned group_mask(const uint8_t* bitmap_row, int64_t g) { return bitmap_row[g]; }
+
+template <DType VT>
+inline void group_fma(Vec& acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x) {
+  __m256 f;
+  if constexpr (VT == DType::kBFloat16) {
+    // One load + one shuffle: expand, zero the gaps and widen bf16 to fp32.
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v)));
+    const __m256i ctrl = _mm256_load_si256(reinterpret_cast<const __m256i*>(kExpand.bf16[m]));
+    f = _mm256_castsi256_ps(_mm256_shuffle_epi8(both, ctrl));
+  } else if constexpr (VT == DType::kFloat16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v));
+    const __m128i ctrl = _mm_load_si128(reinterpret_cast<const __m128i*>(kExpand.fp16[m]));
+    f = _mm256_cvtph_ps(_mm_shuffle_epi8(h, ctrl));
+  } else {
+    const __m256i idx = _mm256_load_si256(reinterpret_cast<const __m256i*>(kExpand.fp32[m]));
+    const __m256 p = _mm256_permutevar8x32_ps(_mm256_loadu_ps(v), idx);
+    f = _mm256_blendv_ps(p, _mm256_setzero_ps(), _mm256_castsi256_ps(idx));
+  }
+  acc.v = _mm256_fmadd_ps(f, _mm256_loadu_ps(x), acc.v);
+}
+#elif defined(SPARSECORE_ISA_AVX512)
+constexpr int kGroupCols = 16;
+
+inline unsigned group_mask(const uint8_t* bitmap_row, int64_t g) {
+  return unsigned(bitmap_row[2 * g]) | (unsigned(bitmap_row[2 * g + 1]) << 8);
+}
+
+// Compress x to the stored columns instead of expanding the values: lanes
+// past the group's count then hold zero x times the next (finite, validated)
+// values, which adds nothing.
+template <DType VT>
+inline void group_fma(Vec& acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x) {
+  const __m512 xs = _mm512_maskz_compress_ps(__mmask16(m), _mm512_loadu_ps(x));
+  acc.v = _mm512_fmadd_ps(ValueTraits<VT>::load(v).v, xs, acc.v);
+}
+#else
+constexpr int kGroupCols = 8;
+
+inline unsigned group_mask(const uint8_t* bitmap_row, int64_t g) { return bitmap_row[g]; }
+
+template <DType VT>
+inline void group_fma(Vec& acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x) {
+  int j = 0;
+  for (int l = 0; l < kGroupCols; ++l)
+    if ((m >> l) & 1u) acc.v[l & 3] += ValueTraits<VT>::scalar(v[j++]) * x[l];
+}
+#endif
+
 }  // namespace
 }  // namespace sparsecore::cpu::SPARSECORE_ISA_NS

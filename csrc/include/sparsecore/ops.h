@@ -30,6 +30,9 @@ Status bsr_validate(const BsrView& a, char* message, int message_len);
 void plan_row_chunks(const int64_t* row_ptr, int64_t rows, int64_t row_cost,
                      int64_t num_chunks, int64_t* chunks);
 
+// Plan: fill bitmap (rows x bitmap_row_bytes(cols) bytes) from a validated CSR.
+void plan_csr_bitmap(const CsrView& a, uint8_t* bitmap);
+
 Status csr_spmm_cpu(const CsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
 Status bsr_spmm_cpu(const BsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
 

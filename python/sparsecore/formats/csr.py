@@ -18,6 +18,10 @@ from ._checks import (
 # Per-row cost (in nonzeros) used to balance rows of very different lengths:
 # each row pays for its output store and reduction.
 _ROW_COST = 8
+# Density from which the GEMV reads values + a bitmap instead of values +
+# uint16 indices. Bytes alone favour the bitmap above 1/16; its fixed cost per
+# 8 columns makes it win on this machine's measurements from about 20%.
+BITMAP_MIN_DENSITY = 0.2
 
 
 class CSR:
@@ -39,7 +43,7 @@ class CSR:
     True
     """
 
-    def __init__(self, row_ptr, col_idx, values, shape, *, check: bool = True):
+    def __init__(self, row_ptr, col_idx, values, shape, *, check: bool = True, bitmap: bool | None = None):
         rows, cols = check_shape(shape)
         check_tensor(row_ptr, "row_ptr", 1)
         check_tensor(col_idx, "col_idx", 1)
@@ -66,16 +70,27 @@ class CSR:
             _C.csr_validate(rows, cols, vals_cpu.numel(), row_ptr_cpu.data_ptr(), cols_cpu.data_ptr(),
                             index_code(cols_cpu), vals_cpu.data_ptr(), dtype_code(vals_cpu.dtype, "values"))
         self.row_chunks = plan_chunks(row_ptr_cpu, rows, _ROW_COST)
+        use_bitmap = self.density >= BITMAP_MIN_DENSITY if bitmap is None else bool(bitmap)
+        self.bitmap = self._plan_bitmap(row_ptr_cpu) if use_bitmap and device.type == "cpu" else torch.empty(0, dtype=torch.uint8)
         self._versions = self._current_versions()
+
+    def _plan_bitmap(self, row_ptr_cpu: torch.Tensor) -> torch.Tensor:
+        rows, cols = self.shape
+        bitmap = torch.empty(rows * _C.bitmap_row_bytes(cols), dtype=torch.uint8)
+        _C.plan_csr_bitmap(rows, cols, self.nnz, row_ptr_cpu.data_ptr(), self.col_idx.data_ptr(),
+                           index_code(self.col_idx), bitmap.data_ptr())
+        return bitmap
 
     # ------------------------------------------------------------ constructors
     @classmethod
     def from_dense(cls, dense: torch.Tensor, *, mask: torch.Tensor | None = None, threshold: float | None = None,
-                   dtype: torch.dtype | None = None, index_dtype: torch.dtype | None = None) -> "CSR":
+                   dtype: torch.dtype | None = None, index_dtype: torch.dtype | None = None,
+                   bitmap: bool | None = None) -> "CSR":
         """Keep the entries where ``mask`` is true, or where ``|dense| > threshold``, or the nonzeros.
 
         ``dtype`` converts the stored values (default: the dense dtype); ``index_dtype`` forces int32
-        indices (default: the compact uint16 form whenever the column count allows it).
+        indices (default: the compact uint16 form whenever the column count allows it); ``bitmap``
+        forces the bitmap GEMV plan on or off (default: on from ``BITMAP_MIN_DENSITY``).
         """
         check_tensor(dense, "dense", 2)
         check_values_dtype(dense.dtype, "dense")
@@ -101,7 +116,7 @@ class CSR:
         idx_dtype = index_dtype or compact_index_dtype(cols)
         col_idx = nz[1].to(torch.int32).to(idx_dtype) if idx_dtype == torch.int16 else nz[1].to(idx_dtype)
         values = dense[nz].to(dtype or dense.dtype)
-        return cls(row_ptr, col_idx, values, (rows, cols), check=False)
+        return cls(row_ptr, col_idx, values, (rows, cols), check=False, bitmap=bitmap)
 
     @classmethod
     def from_torch(cls, t: torch.Tensor, *, index_dtype: torch.dtype | None = None) -> "CSR":
@@ -139,7 +154,8 @@ class CSR:
         """A copy on another device and/or with another value dtype (already validated: no re-check)."""
         device = torch.device(device) if device is not None else self.device
         values = self.values.to(device=device, dtype=dtype or self.values.dtype)
-        return CSR(self.row_ptr.to(device), self.col_idx.to(device), values, self.shape, check=False)
+        return CSR(self.row_ptr.to(device), self.col_idx.to(device), values, self.shape, check=False,
+                   bitmap=bool(self.bitmap.numel()) if device.type == "cpu" else False)
 
     # ------------------------------------------------------------ properties
     @property
@@ -157,19 +173,27 @@ class CSR:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the format's arrays (what a matmul reads)."""
+        """Bytes of the CSR arrays (row_ptr, col_idx, values)."""
         return sum(t.numel() * t.element_size() for t in (self.row_ptr, self.col_idx, self.values))
+
+    @property
+    def gemv_bytes(self) -> int:
+        """Bytes one GEMV (N = 1) reads: values + bitmap when the plan has one, else the CSR arrays."""
+        if self.bitmap.numel():
+            return sum(t.numel() * t.element_size() for t in (self.row_ptr, self.values, self.bitmap))
+        return self.nbytes
 
     @property
     def bytes_per_nonzero(self) -> float:
         return self.nbytes / max(1, self.nnz)
 
-    def _current_versions(self) -> tuple[int, int]:
-        return (self.row_ptr._version, self.col_idx._version)
+    def _current_versions(self) -> tuple[int, int, int]:
+        return (self.row_ptr._version, self.col_idx._version, self.values._version)
 
     def _check_unmodified(self) -> None:
         if self._current_versions() != self._versions:
-            raise ValueError("the CSR's row_ptr or col_idx was modified in place after validation; build a new CSR")
+            raise ValueError("the CSR's row_ptr, col_idx or values were modified in place after validation "
+                             "(the plan depends on them); build a new CSR")
 
     def __repr__(self) -> str:
         return (f"CSR(shape={self.shape}, nnz={self.nnz}, density={self.density:.3f}, dtype={self.dtype}, "

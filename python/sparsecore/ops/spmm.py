@@ -14,11 +14,16 @@ from .._native import _C
 from ..formats import BSR, CSR
 from ._library import lib
 
-# Same schema for both families; for BSR, values is nnzb x block_h x block_w.
-_ARGS = "Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_chunks, int n_cols, Tensor dense, Tensor? bias, bool linear"
-for _family in ("csr", "bsr"):
-    lib.define(f"{_family}_mm({_ARGS}) -> Tensor")
-    lib.define(f"{_family}_mm_out({_ARGS}, Tensor(a!) out) -> ()")
+# row_chunks and bitmap are the plan (bitmap: uint8, empty when the plan has none);
+# for BSR, values is nnzb x block_h x block_w.
+_TAIL = "int n_cols, Tensor dense, Tensor? bias, bool linear"
+_SCHEMAS = {
+    "csr": f"Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_chunks, Tensor bitmap, {_TAIL}",
+    "bsr": f"Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_chunks, {_TAIL}",
+}
+for _family, _args in _SCHEMAS.items():
+    lib.define(f"{_family}_mm({_args}) -> Tensor")
+    lib.define(f"{_family}_mm_out({_args}, Tensor(a!) out) -> ()")
 
 
 def _output_shape(rows: int, n_cols: int, dense: torch.Tensor, linear: bool) -> tuple[int, ...]:
@@ -69,7 +74,7 @@ def _stream(t: torch.Tensor) -> int:
     return torch.cuda.current_stream(t.device).cuda_stream if t.device.type == "cuda" else 0
 
 
-def _csr_run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out):
+def _csr_run(row_ptr, col_idx, values, row_chunks, bitmap, n_cols, dense, bias, linear, out):
     rows = row_ptr.numel() - 1
     _check_common(values, dense, bias, rows)
     if tuple(out.shape) != _output_shape(rows, n_cols, dense, linear):
@@ -82,10 +87,15 @@ def _csr_run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, 
     bias_ptr, bias_dtype = _bias_args(bias)
     on_cuda = values.device.type == "cuda"
     chunks = row_chunks if not on_cuda and row_chunks.device.type == "cpu" else None
+    bitmap_ptr = 0
+    if bitmap.numel() and not on_cuda:
+        if bitmap.dtype != torch.uint8 or bitmap.numel() != rows * _C.bitmap_row_bytes(n_cols):
+            raise ValueError("bitmap plan does not match the matrix (uint8, rows x bitmap_row_bytes(cols))")
+        bitmap_ptr = bitmap.data_ptr()
     _C.csr_spmm(rows, n_cols, values.numel(), row_ptr.data_ptr(), col_idx.data_ptr(), index_code(col_idx),
                 values.data_ptr(), dtype_code(values.dtype, "values"),
                 chunks.data_ptr() if chunks is not None else 0, chunks.numel() - 1 if chunks is not None else 0,
-                b, bias_ptr, bias_dtype, c, on_cuda, _stream(values))
+                bitmap_ptr, b, bias_ptr, bias_dtype, c, on_cuda, _stream(values))
 
 
 def _bsr_run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out):
@@ -115,20 +125,22 @@ def _rows_of(op: str, row_ptr: torch.Tensor, values: torch.Tensor) -> int:
 
 
 def _register(op: str, run) -> None:
-    def functional(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear):
+    # args = the format's tensors (4 for BSR, 5 for CSR) followed by n_cols, dense, bias, linear.
+    def functional(*args):
+        row_ptr, values, (n_cols, dense, bias, linear) = args[0], args[2], args[-4:]
         rows = _rows_of(op, row_ptr, values)
         out = torch.empty(_output_shape(rows, n_cols, dense, linear), dtype=dense.dtype, device=dense.device)
-        run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out)
+        run(*args, out)
         return out
 
-    def out_variant(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out):
-        run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out)
+    def out_variant(*args):
+        run(*args)
 
-    def fake(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear):
-        rows = _rows_of(op, row_ptr, values)
-        return dense.new_empty(_output_shape(rows, n_cols, dense, linear))
+    def fake(*args):
+        row_ptr, values, (n_cols, dense, bias, linear) = args[0], args[2], args[-4:]
+        return dense.new_empty(_output_shape(_rows_of(op, row_ptr, values), n_cols, dense, linear))
 
-    def fake_out(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out):
+    def fake_out(*args):
         return None
 
     devices = ("cpu", "cuda") if op == "csr" else ("cpu",)
@@ -148,7 +160,7 @@ def _op_args(a):
     if isinstance(a, CSR):
         if not torch.compiler.is_compiling():
             a._check_unmodified()
-        return "csr", (a.row_ptr, a.col_idx, a.values, a.row_chunks, a.shape[1])
+        return "csr", (a.row_ptr, a.col_idx, a.values, a.row_chunks, a.bitmap, a.shape[1])
     if isinstance(a, BSR):
         if not torch.compiler.is_compiling():
             a._check_unmodified()

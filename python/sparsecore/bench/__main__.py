@@ -1,0 +1,23 @@
+"""python -m sparsecore.bench spmm [--quick] [--json PATH] [--skip-peer torch_sparse|scipy]"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sparsecore.bench", description=__doc__)
+    sub = parser.add_subparsers(dest="bench", required=True)
+    p = sub.add_parser("spmm", help="CSR/BSR SpMM vs dense torch, numpy, torch.sparse and scipy")
+    p.add_argument("--quick", action="store_true", help="one shape, N in {1, 64}, sparsity in {50%%, 90%%}")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.add_argument("--skip-peer", action="append", choices=["torch_sparse", "scipy"])
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    from . import spmm
+
+    return spmm.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
