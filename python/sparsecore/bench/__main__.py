@@ -1,4 +1,4 @@
-"""python -m sparsecore.bench spmm [--quick] [--json PATH] [--skip-peer torch_sparse|scipy]"""
+"""python -m sparsecore.bench spmm [--quick] [--json PATH] [--skip-peer P] [--shape OUTxIN] [--n N] [--sparsity S]"""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="one shape, N in {1, 64}, sparsity in {50%%, 90%%}")
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--skip-peer", action="append", choices=["torch_sparse", "scipy"])
+    p.add_argument("--shape", action="append", metavar="OUTxIN", help="restrict to these weight shapes, e.g. 4096x4096")
+    p.add_argument("--n", action="append", type=int, help="restrict to these N (tokens)")
+    p.add_argument("--sparsity", action="append", type=float, help="restrict to these sparsities (0..1)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from . import spmm
 

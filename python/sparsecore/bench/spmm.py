@@ -160,6 +160,13 @@ def main(args) -> int:
     shapes = SHAPES[:1] if args.quick else SHAPES
     ns = [1, 64] if args.quick else NS
     sparsities = [0.5, 0.9] if args.quick else SPARSITIES
+    if args.shape:
+        shapes = [tuple(int(v) for v in s.lower().split("x")) for s in args.shape]
+    ns = args.n or ns
+    sparsities = args.sparsity or sparsities
+    for s in sparsities:
+        if not 0.0 <= s < 1.0:
+            raise SystemExit(f"sparsity must be in [0, 1), got {s}")
     peers = {"torch_sparse", "scipy"} - set(args.skip_peer or [])
     gen = torch.Generator().manual_seed(0)
     print(f"sparsecore {sparsecore.__version__} SpMM benchmark on {platform.processor() or platform.machine()}, "

@@ -6,6 +6,7 @@ import torch
 
 from .._dtypes import compact_index_dtype, dtype_code, index_code, indices_to_int64
 from .._native import _C
+from ._base import SparseMatrix
 from ._checks import (
     check_finite,
     check_same_device,
@@ -18,7 +19,7 @@ from ._checks import (
 SUPPORTED_BLOCK_SIDES = range(1, 257)
 
 
-class BSR:
+class BSR(SparseMatrix):
     """A sparse matrix of dense ``block_h x block_w`` blocks, validated and planned once.
 
     Parts: ``row_ptr`` (int64, block rows + 1), ``col_idx`` (block column per stored block,
@@ -74,7 +75,7 @@ class BSR:
                             dtype_code(vals_cpu.dtype, "values"))
         # Work per block row is blocks * block area; the row cost covers its stores.
         self.row_chunks = plan_chunks(row_ptr_cpu, block_rows, 2)
-        self._versions = (self.row_ptr._version, self.col_idx._version)
+        self._versions = self._current_versions()
         self._csr_for_cuda = None
         if device.type == "cuda":
             from .csr import CSR
@@ -168,32 +169,6 @@ class BSR:
     @property
     def nnzb(self) -> int:
         return self.values.shape[0]
-
-    @property
-    def nnz(self) -> int:
-        """Stored elements (blocks x block area), explicit zeros inside blocks included."""
-        return self.values.numel()
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.values.dtype
-
-    @property
-    def density(self) -> float:
-        rows, cols = self.shape
-        return self.nnz / max(1, rows * cols)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.row_ptr, self.col_idx, self.values))
-
-    @property
-    def bytes_per_nonzero(self) -> float:
-        return self.nbytes / max(1, self.nnz)
-
-    def _check_unmodified(self) -> None:
-        if (self.row_ptr._version, self.col_idx._version) != self._versions:
-            raise ValueError("the BSR's row_ptr or col_idx was modified in place after validation; build a new BSR")
 
     def __repr__(self) -> str:
         return (f"BSR(shape={self.shape}, blocksize={self.blocksize}, nnzb={self.nnzb}, "

@@ -6,6 +6,7 @@ import torch
 
 from .._dtypes import compact_index_dtype, dtype_code, index_code, indices_to_int64
 from .._native import _C
+from ._base import SparseMatrix
 from ._checks import (
     check_finite,
     check_same_device,
@@ -24,7 +25,7 @@ _ROW_COST = 8
 BITMAP_MIN_DENSITY = 0.2
 
 
-class CSR:
+class CSR(SparseMatrix):
     """A sparse matrix in compressed sparse row form, validated and planned once.
 
     Parts: ``row_ptr`` (int64, rows + 1), ``col_idx`` (int16 read as uint16 when the
@@ -159,41 +160,11 @@ class CSR:
 
     # ------------------------------------------------------------ properties
     @property
-    def nnz(self) -> int:
-        return self.values.numel()
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.values.dtype
-
-    @property
-    def density(self) -> float:
-        rows, cols = self.shape
-        return self.nnz / max(1, rows * cols)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the CSR arrays (row_ptr, col_idx, values)."""
-        return sum(t.numel() * t.element_size() for t in (self.row_ptr, self.col_idx, self.values))
-
-    @property
     def gemv_bytes(self) -> int:
         """Bytes one GEMV (N = 1) reads: values + bitmap when the plan has one, else the CSR arrays."""
         if self.bitmap.numel():
             return sum(t.numel() * t.element_size() for t in (self.row_ptr, self.values, self.bitmap))
         return self.nbytes
-
-    @property
-    def bytes_per_nonzero(self) -> float:
-        return self.nbytes / max(1, self.nnz)
-
-    def _current_versions(self) -> tuple[int, int, int]:
-        return (self.row_ptr._version, self.col_idx._version, self.values._version)
-
-    def _check_unmodified(self) -> None:
-        if self._current_versions() != self._versions:
-            raise ValueError("the CSR's row_ptr, col_idx or values were modified in place after validation "
-                             "(the plan depends on them); build a new CSR")
 
     def __repr__(self) -> str:
         return (f"CSR(shape={self.shape}, nnz={self.nnz}, density={self.density:.3f}, dtype={self.dtype}, "

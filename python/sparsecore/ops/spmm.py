@@ -51,7 +51,9 @@ def _operands(dense: torch.Tensor, out: torch.Tensor, linear: bool) -> tuple[tup
     return matrix_tuple(x2, transposed=True), matrix_tuple(y2, transposed=True)
 
 
-def _check_common(values: torch.Tensor, dense: torch.Tensor, bias: torch.Tensor | None, rows: int) -> None:
+def _prepare(values: torch.Tensor, dense: torch.Tensor, bias: torch.Tensor | None, rows: int, n_cols: int,
+             linear: bool, out: torch.Tensor) -> tuple[tuple, tuple, int, int]:
+    """Checks shared by both families; returns the kernel views of B and C and the bias pointer/dtype."""
     if dense.dtype not in VALUE_DTYPES:
         raise TypeError(f"dense operand dtype {dense.dtype} is not supported (float32, bfloat16, float16)")
     if dense.device != values.device:
@@ -62,6 +64,14 @@ def _check_common(values: torch.Tensor, dense: torch.Tensor, bias: torch.Tensor 
         if bias.device != values.device:
             raise ValueError(f"bias is on {bias.device} but the sparse matrix is on {values.device}")
         dtype_code(bias.dtype, "bias")
+        bias = bias.contiguous()
+    expected = _output_shape(rows, n_cols, dense, linear)
+    if tuple(out.shape) != expected:
+        raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
+    if out.dtype != dense.dtype or out.device != dense.device:
+        raise ValueError(f"out must be {dense.dtype} on {dense.device}, got {out.dtype} on {out.device}")
+    b, c = _operands(dense, out, linear)
+    return (b, c, *_bias_args(bias))
 
 
 def _bias_args(bias: torch.Tensor | None) -> tuple[int, int]:
@@ -76,15 +86,7 @@ def _stream(t: torch.Tensor) -> int:
 
 def _csr_run(row_ptr, col_idx, values, row_chunks, bitmap, n_cols, dense, bias, linear, out):
     rows = row_ptr.numel() - 1
-    _check_common(values, dense, bias, rows)
-    if tuple(out.shape) != _output_shape(rows, n_cols, dense, linear):
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected {_output_shape(rows, n_cols, dense, linear)}")
-    if out.dtype != dense.dtype or out.device != dense.device:
-        raise ValueError(f"out must be {dense.dtype} on {dense.device}, got {out.dtype} on {out.device}")
-    if bias is not None:
-        bias = bias.contiguous()
-    b, c = _operands(dense, out, linear)
-    bias_ptr, bias_dtype = _bias_args(bias)
+    b, c, bias_ptr, bias_dtype = _prepare(values, dense, bias, rows, n_cols, linear, out)
     on_cuda = values.device.type == "cuda"
     chunks = row_chunks if not on_cuda and row_chunks.device.type == "cpu" else None
     bitmap_ptr = 0
@@ -104,17 +106,9 @@ def _bsr_run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, 
     rows = block_rows * bh
     if n_cols % bw:
         raise ValueError(f"n_cols {n_cols} is not a multiple of the block width {bw}")
-    _check_common(values, dense, bias, rows)
     if values.device.type != "cpu":
         raise ValueError("the BSR op runs on CPU; on CUDA, BSR matrices run through their CSR form (sparsecore.spmm)")
-    if tuple(out.shape) != _output_shape(rows, n_cols, dense, linear):
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected {_output_shape(rows, n_cols, dense, linear)}")
-    if out.dtype != dense.dtype or out.device != dense.device:
-        raise ValueError(f"out must be {dense.dtype} on {dense.device}, got {out.dtype} on {out.device}")
-    if bias is not None:
-        bias = bias.contiguous()
-    b, c = _operands(dense, out, linear)
-    bias_ptr, bias_dtype = _bias_args(bias)
+    b, c, bias_ptr, bias_dtype = _prepare(values, dense, bias, rows, n_cols, linear, out)
     _C.bsr_spmm(block_rows, n_cols // bw, bh, bw, values.shape[0], row_ptr.data_ptr(), col_idx.data_ptr(),
                 index_code(col_idx), values.data_ptr(), dtype_code(values.dtype, "values"),
                 row_chunks.data_ptr(), row_chunks.numel() - 1, b, bias_ptr, bias_dtype, c)
