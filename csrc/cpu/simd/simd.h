@@ -141,8 +141,8 @@ template <> struct IndexTraits<IndexType::kInt32> { using Storage = int32_t; };
 // ---------------------------------------------------------------------------
 // Bitmap groups: kGroupCols columns share one mask (bit l = column l stored);
 // the stored values of the group lie packed at v. group_fma adds
-// sum_l value(l) * x[l] over the set bits into acc. v may be read up to
-// kGroupCols elements ahead (callers guarantee that), x up to kGroupCols.
+// sum_l value(l) * x_j[l] over the set bits into acc[j]. v may be read up to
+// kGroupCols elements ahead (callers guarantee that), each x_j likewise.
 #if defined(SPARSECORE_ISA_AVX2)
 constexpr int kGroupCols = 8;
 
@@ -184,7 +184,7 @@ alignas(64) constexpr ExpandTables kExpand = make_expand_tables();
 inline unsigned group_mask(const uint8_t* bitmap_row, int64_t g) { return bitmap_row[g]; }
 
 template <DType VT>
-inline void group_fma(Vec& acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x) {
+inline Vec expand_group(const typename ValueTraits<VT>::Storage* v, unsigned m) {
   __m256 f;
   if constexpr (VT == DType::kBFloat16) {
     // One load + one shuffle: expand, zero the gaps and widen bf16 to fp32.
@@ -200,7 +200,17 @@ inline void group_fma(Vec& acc, const typename ValueTraits<VT>::Storage* v, unsi
     const __m256 p = _mm256_permutevar8x32_ps(_mm256_loadu_ps(v), idx);
     f = _mm256_blendv_ps(p, _mm256_setzero_ps(), _mm256_castsi256_ps(idx));
   }
-  acc.v = _mm256_fmadd_ps(f, _mm256_loadu_ps(x), acc.v);
+  return {f};
+}
+
+// acc[j] += sum over the group's stored columns of value * x_j, for the NB
+// columns x_j = x + j * x_stride of the dense operand. The values are
+// expanded once and reused for every column.
+template <DType VT, int NB>
+inline void group_fma(Vec* acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x,
+                      int64_t x_stride) {
+  const Vec f = expand_group<VT>(v, m);
+  for (int j = 0; j < NB; ++j) acc[j] = vfma(f, vload(x + j * x_stride), acc[j]);
 }
 #elif defined(SPARSECORE_ISA_AVX512)
 constexpr int kGroupCols = 16;
@@ -212,21 +222,29 @@ inline unsigned group_mask(const uint8_t* bitmap_row, int64_t g) {
 // Compress x to the stored columns instead of expanding the values: lanes
 // past the group's count then hold zero x times the next (finite, validated)
 // values, which adds nothing.
-template <DType VT>
-inline void group_fma(Vec& acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x) {
-  const __m512 xs = _mm512_maskz_compress_ps(__mmask16(m), _mm512_loadu_ps(x));
-  acc.v = _mm512_fmadd_ps(ValueTraits<VT>::load(v).v, xs, acc.v);
+template <DType VT, int NB>
+inline void group_fma(Vec* acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x,
+                      int64_t x_stride) {
+  const Vec vals = ValueTraits<VT>::load(v);
+  for (int j = 0; j < NB; ++j) {
+    const __m512 xs = _mm512_maskz_compress_ps(__mmask16(m), _mm512_loadu_ps(x + j * x_stride));
+    acc[j].v = _mm512_fmadd_ps(vals.v, xs, acc[j].v);
+  }
 }
 #else
 constexpr int kGroupCols = 8;
 
 inline unsigned group_mask(const uint8_t* bitmap_row, int64_t g) { return bitmap_row[g]; }
 
-template <DType VT>
-inline void group_fma(Vec& acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x) {
-  int j = 0;
-  for (int l = 0; l < kGroupCols; ++l)
-    if ((m >> l) & 1u) acc.v[l & 3] += ValueTraits<VT>::scalar(v[j++]) * x[l];
+template <DType VT, int NB>
+inline void group_fma(Vec* acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x,
+                      int64_t x_stride) {
+  int i = 0;
+  for (int l = 0; l < kGroupCols; ++l) {
+    if (!((m >> l) & 1u)) continue;
+    const float value = ValueTraits<VT>::scalar(v[i++]);
+    for (int j = 0; j < NB; ++j) acc[j].v[l & 3] += value * x[j * x_stride + l];
+  }
 }
 #endif
 

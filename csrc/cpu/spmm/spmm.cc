@@ -30,76 +30,82 @@ float read(const void* p, int64_t i) {
   return load_as_float(p, i, T);
 }
 
-// Pack rows [k0, k1) of B into dst (fp32, row length ld, zero padded).
-// Returns false when a NaN or Inf was seen. v * 0 is NaN exactly for NaN and
-// Inf, and the sum of those stays NaN, which keeps the loop vectorisable.
+// Pack rows [k0, k1) of B into the tiled layout of PackedDense. Returns
+// false when a NaN or Inf was seen: v * 0 is NaN exactly for NaN and Inf, and
+// the sum of those stays NaN, which keeps the loops vectorisable.
 template <DType T>
-bool pack_rows(const MatrixView& b, float* dst, int64_t ld, int64_t k0, int64_t k1) {
+bool pack_rows(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0, int64_t k1) {
   float poison = 0.f;
-  const int64_t n = b.cols;
-  if (b.col_stride == 1 || n == 1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      const int64_t base = k * b.row_stride;
-      float* d = dst + k * ld;
+  const int64_t n = b.cols, tile = p.tile;
+  auto at = [&](int64_t k, int64_t j) -> float& { return dst[(j / tile) * p.tile_stride + k * tile + j % tile]; };
+  if (b.col_stride == 1 && n > 1 && tile > 1) {
+    // Row-contiguous source: walk each row of B once.
+    for (int64_t k = k0; k < k1; ++k)
       for (int64_t j = 0; j < n; ++j) {
-        const float v = read<T>(b.data, base + j * b.col_stride);
-        d[j] = v;
+        const float v = read<T>(b.data, k * b.row_stride + j);
+        at(k, j) = v;
         poison += v * 0.f;
       }
-      for (int64_t j = n; j < ld; ++j) d[j] = 0.f;
-    }
   } else {
-    // Transposed source (x @ W.T): read along contiguous rows of x, write
-    // short columns of dst, 64 rows of dst at a time so the writes stay in L1.
+    // Column-contiguous source (x @ W.T reads x^T): walk each column of B,
+    // 64 rows at a time so the writes stay in L1.
     for (int64_t kb = k0; kb < k1; kb += 64) {
       const int64_t ke = std::min(k1, kb + 64);
       for (int64_t j = 0; j < n; ++j) {
         const int64_t base = j * b.col_stride;
         for (int64_t k = kb; k < ke; ++k) {
           const float v = read<T>(b.data, base + k * b.row_stride);
-          dst[k * ld + j] = v;
+          at(k, j) = v;
           poison += v * 0.f;
         }
       }
-      for (int64_t k = kb; k < ke; ++k)
-        for (int64_t j = n; j < ld; ++j) dst[k * ld + j] = 0.f;
     }
   }
+  // Zero the padding columns of the last tile for these rows.
+  const int64_t padded = (n + tile - 1) / tile * tile;
+  for (int64_t k = k0; k < k1; ++k)
+    for (int64_t j = n; j < padded; ++j) at(k, j) = 0.f;
   return !std::isnan(poison);
 }
 
-bool pack_rows_any(const MatrixView& b, float* dst, int64_t ld, int64_t k0, int64_t k1) {
+bool pack_rows_any(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0, int64_t k1) {
   switch (b.dtype) {
-    case DType::kFloat32: return pack_rows<DType::kFloat32>(b, dst, ld, k0, k1);
-    case DType::kFloat16: return pack_rows<DType::kFloat16>(b, dst, ld, k0, k1);
-    default: return pack_rows<DType::kBFloat16>(b, dst, ld, k0, k1);
+    case DType::kFloat32: return pack_rows<DType::kFloat32>(b, p, dst, k0, k1);
+    case DType::kFloat16: return pack_rows<DType::kFloat16>(b, p, dst, k0, k1);
+    default: return pack_rows<DType::kBFloat16>(b, p, dst, k0, k1);
   }
 }
 
-// Packs B into a per-thread buffer with one extra zero row at index k (the
-// CSR GEMV tail gathers it). Returns false on non-finite input.
-bool pack_dense(const MatrixView& b, bool parallel, PackedDense* out) {
+// Packs B into a per-thread buffer with `tile` columns per tile (see
+// PackedDense). Returns false on non-finite input.
+bool pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* out) {
   static thread_local std::vector<float> buffer;
   const int64_t k = b.rows, n = b.cols;
-  const int64_t ld = n == 1 ? 1 : (n + kPadFloats - 1) / kPadFloats * kPadFloats;
-  // + kPadFloats: vector loads of the last GEMV row never run past the end.
-  const size_t need = size_t((k + 1) * ld + kPadFloats);
+  const int64_t tiles = (n + tile - 1) / tile;
+  // k rows + the zero row + kPadFloats zeros: full vector loads stay inside.
+  const int64_t tile_stride = (k + 1) * tile + kPadFloats;
+  const size_t need = size_t(tiles * tile_stride);
   if (buffer.size() < need) buffer.resize(need);
   float* dst = buffer.data();
-  std::fill(dst + k * ld, dst + need, 0.f);
+  out->data = dst;
+  out->rows = k;
+  out->n = n;
+  out->tile = tile;
+  out->tile_stride = tile_stride;
+  for (int64_t t = 0; t < tiles; ++t) std::fill(dst + t * tile_stride + k * tile, dst + (t + 1) * tile_stride, 0.f);
   const int64_t blocks = parallel ? std::max<int64_t>(1, std::min<int64_t>(k / 256, 4 * cpu_num_threads())) : 1;
   std::vector<char> finite(size_t(blocks), 1);
   auto pack_block = [&](int64_t i) {
     const int64_t k0 = k * i / blocks, k1 = k * (i + 1) / blocks;
-    finite[size_t(i)] = pack_rows_any(b, dst, ld, k0, k1);
+    finite[size_t(i)] = pack_rows_any(b, *out, dst, k0, k1);
   };
   cpu::parallel_for(blocks, pack_block);
-  out->data = dst;
-  out->rows = k;
-  out->n = n;
-  out->ld = ld;
   return std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; });
 }
+
+// Tile width for the SpMM kernels: whole 16-float vectors, at most 64 columns
+// (a 512-row panel of a 64-column tile is 128 KiB, sized for L2).
+int64_t spmm_tile(int64_t n) { return std::min<int64_t>((n + kPadFloats - 1) / kPadFloats * kPadFloats, 64); }
 
 // Bias converted to fp32 (finite-checked) in a per-thread buffer.
 Status convert_bias(const Epilogue& ep, int64_t rows, const float** out) {
@@ -114,6 +120,18 @@ Status convert_bias(const Epilogue& ep, int64_t rows, const float** out) {
   *out = buffer.data();
   return Status::kOk;
 }
+
+}  // namespace
+
+namespace cpu {
+float* thread_scratch(int64_t floats) {
+  static thread_local std::vector<float> buffer;
+  if (int64_t(buffer.size()) < floats) buffer.resize(size_t(floats));
+  return buffer.data();
+}
+}  // namespace cpu
+
+namespace {
 
 bool row_ptr_ok(const int64_t* row_ptr, int64_t rows, int64_t nnz) {
   if (row_ptr == nullptr || row_ptr[0] != 0 || row_ptr[rows] != nnz) return false;
@@ -182,8 +200,11 @@ Status csr_spmm_cpu(const CsrView& a, const MatrixView& b, const Epilogue& ep, c
   if (a.nnz > 0 && (a.col_idx == nullptr || a.values == nullptr)) return Status::kInvalidArgument;
   if (c.rows == 0 || c.cols == 0) return Status::kOk;
   const bool parallel = a.nnz * b.cols >= kMinParallelWork;
+  // The GEMV and the bitmap kernel (up to 8 columns) read each column of B
+  // contiguously; the SpMM kernel reads rows of 64-column tiles.
+  const bool by_column = b.cols == 1 || (a.bitmap != nullptr && b.cols <= 8);
   PackedDense packed;
-  if (!pack_dense(b, parallel, &packed)) return Status::kNonFinite;
+  if (!pack_dense(b, by_column ? 1 : spmm_tile(b.cols), parallel, &packed)) return Status::kNonFinite;
   SpmmOutput out;
   out.c = c;
   if (Status s = convert_bias(ep, a.rows, &out.bias); s != Status::kOk) return s;
@@ -201,7 +222,7 @@ Status bsr_spmm_cpu(const BsrView& a, const MatrixView& b, const Epilogue& ep, c
   if (c.rows == 0 || c.cols == 0) return Status::kOk;
   const bool parallel = a.nnzb * a.block_h * a.block_w * b.cols >= kMinParallelWork;
   PackedDense packed;
-  if (!pack_dense(b, parallel, &packed)) return Status::kNonFinite;
+  if (!pack_dense(b, b.cols == 1 ? 1 : spmm_tile(b.cols), parallel, &packed)) return Status::kNonFinite;
   SpmmOutput out;
   out.c = c;
   if (Status s = convert_bias(ep, a.rows(), &out.bias); s != Status::kOk) return s;
