@@ -71,9 +71,10 @@ int main(int argc, char** argv) {
       continue;
     }
     if (isa == CpuIsa::kAvx512Simde) continue;  // emulation: correctness only
-    for (double density : {0.5, 0.1}) {
+    for (double density : {0.5, 0.1, 0.05}) {
       ok &= run(4096, 4096, 1, density, DType::kBFloat16, false);
       ok &= run(4096, 4096, 1, density, DType::kFloat32, false);
+      ok &= run(4096, 4096, 8, density, DType::kFloat32, false);
       ok &= run(4096, 4096, 64, density, DType::kFloat32, false);
     }
   }

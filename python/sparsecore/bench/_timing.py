@@ -25,6 +25,33 @@ def median_time(fn, *, min_reps: int = 3, max_reps: int = 15, budget_s: float = 
     return float(np.median(times))
 
 
+def time_interleaved(fns: dict, *, rounds: int = 3, block_budget_s: float = 0.3, settle_s: float = 0.2) -> dict:
+    """Median seconds of each callable, timed in blocks that alternate between the methods.
+
+    Two effects of this machine shape the schedule. Its speed drifts from second to
+    second (shared memory bandwidth), so the methods of one table are measured in
+    alternating blocks (``rounds`` blocks each) rather than one after another. And
+    thread pools spin after a call (OpenBLAS for up to ~0.1 s, OpenMP for a few ms),
+    stealing cores from whatever runs next, so each block starts after ``settle_s``
+    of idle time. Within a block a method runs back to back (one warm-up, then up to
+    ``block_budget_s``, 3 to 15 runs; a method slower than 1 s runs once); the result
+    is the median over all its runs.
+    """
+    samples: dict[str, list[float]] = {n: [] for n in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(settle_s)
+            t0 = time.perf_counter()
+            fn()
+            first = time.perf_counter() - t0
+            reps = 1 if first > 1.0 else max(3, min(15, int(block_budget_s / max(first, 1e-6))))
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                fn()
+                samples[name].append(time.perf_counter() - t0)
+    return {n: float(np.median(v)) for n, v in samples.items()}
+
+
 def measure_read_bandwidth() -> float:
     """Bytes/s the machine reads with all torch threads: median sum over a 512 MiB fp32 tensor."""
     t = torch.ones(128 * 1024 * 1024, dtype=torch.float32)
