@@ -2,6 +2,7 @@
 // dense operand, ISA dispatch and threading. Baseline TU (no -m flags).
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "../thread_pool.h"
@@ -35,36 +36,49 @@ float read(const void* p, int64_t i) {
 // the sum of those stays NaN, which keeps the loops vectorisable.
 template <DType T>
 bool pack_rows(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0, int64_t k1) {
+  using S = std::conditional_t<T == DType::kFloat32, float, uint16_t>;
+  const S* src = static_cast<const S*>(b.data);
   float poison = 0.f;
   const int64_t n = b.cols, tile = p.tile;
-  auto at = [&](int64_t k, int64_t j) -> float& { return dst[(j / tile) * p.tile_stride + k * tile + j % tile]; };
+  // Column j of B lives at col_base(j) + r * tile.
+  auto col_base = [&](int64_t j) { return dst + (j / tile) * p.tile_stride + j % tile; };
   if (b.col_stride == 1 && n > 1 && tile > 1) {
-    // Row-contiguous source: walk each row of B once.
-    for (int64_t k = k0; k < k1; ++k)
-      for (int64_t j = 0; j < n; ++j) {
-        const float v = read<T>(b.data, k * b.row_stride + j);
-        at(k, j) = v;
-        poison += v * 0.f;
+    // Row-contiguous source: each row of B is a run of whole tiles.
+    for (int64_t k = k0; k < k1; ++k) {
+      const S* row = src + k * b.row_stride;
+      for (int64_t j0 = 0; j0 < n; j0 += tile) {
+        float* d = col_base(j0) + k * tile;
+        const int64_t w = std::min(tile, n - j0);
+        for (int64_t j = 0; j < w; ++j) {
+          const float v = read<T>(row, j0 + j);
+          d[j] = v;
+          poison += v * 0.f;
+        }
+        for (int64_t j = w; j < tile; ++j) d[j] = 0.f;
       }
+    }
   } else {
     // Column-contiguous source (x @ W.T reads x^T): walk each column of B,
-    // 64 rows at a time so the writes stay in L1.
+    // 64 rows at a time so the strided writes stay in L1.
     for (int64_t kb = k0; kb < k1; kb += 64) {
       const int64_t ke = std::min(k1, kb + 64);
       for (int64_t j = 0; j < n; ++j) {
-        const int64_t base = j * b.col_stride;
+        const S* col = src + j * b.col_stride;
+        float* d = col_base(j);
         for (int64_t k = kb; k < ke; ++k) {
-          const float v = read<T>(b.data, base + k * b.row_stride);
-          at(k, j) = v;
+          const float v = read<T>(col, k * b.row_stride);
+          d[k * tile] = v;
           poison += v * 0.f;
         }
       }
+      // Padding columns of the last tile.
+      const int64_t padded = (n + tile - 1) / tile * tile;
+      for (int64_t j = n; j < padded; ++j) {
+        float* d = col_base(j);
+        for (int64_t k = kb; k < ke; ++k) d[k * tile] = 0.f;
+      }
     }
   }
-  // Zero the padding columns of the last tile for these rows.
-  const int64_t padded = (n + tile - 1) / tile * tile;
-  for (int64_t k = k0; k < k1; ++k)
-    for (int64_t j = n; j < padded; ++j) at(k, j) = 0.f;
   return !std::isnan(poison);
 }
 
@@ -105,7 +119,10 @@ bool pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* o
 
 // Tile width for the SpMM kernels: whole 16-float vectors, at most 64 columns
 // (a 512-row panel of a 64-column tile is 128 KiB, sized for L2).
-int64_t spmm_tile(int64_t n) { return std::min<int64_t>((n + kPadFloats - 1) / kPadFloats * kPadFloats, 64); }
+#ifndef SPARSECORE_TILE_COLS
+#define SPARSECORE_TILE_COLS 64
+#endif
+int64_t spmm_tile(int64_t n) { return std::min<int64_t>((n + kPadFloats - 1) / kPadFloats * kPadFloats, SPARSECORE_TILE_COLS); }
 
 // Bias converted to fp32 (finite-checked) in a per-thread buffer.
 Status convert_bias(const Epilogue& ep, int64_t rows, const float** out) {
