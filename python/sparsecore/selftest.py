@@ -36,16 +36,19 @@ def _max_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 def _cases(device: str):
     gen = torch.Generator().manual_seed(0)
-    shapes = [(7, 96, 1), (33, 333, 5), (64, 128, 64), (130, 257, 17)]
+    # (40, 1100, 70): several cache panels of B and two 64-column tiles.
+    shapes = [(7, 96, 1), (33, 333, 5), (64, 128, 64), (130, 257, 17), (40, 1100, 70)]
     for rows, cols, n in shapes:
         w = _random_sparse(rows, cols, 0.3, gen)
         x = (torch.randint(-8, 9, (n, cols), generator=gen).float() / 4)
         bias = torch.randint(-4, 5, (rows,), generator=gen).float()
         for vdtype in _VALUE_DTYPES:
             for xdtype in _VALUE_DTYPES:
-                yield (f"csr {rows}x{cols} n={n}", vdtype, xdtype,
-                       CSR.from_dense(w.to(device), dtype=vdtype), w, x, bias)
-                if device == "cpu" and rows % 1 == 0:
+                # On CPU both GEMV plans: column indices and the bitmap.
+                for bitmap in ((False, True) if device == "cpu" else (False,)):
+                    yield (f"csr{'+bitmap' if bitmap else ''} {rows}x{cols} n={n}", vdtype, xdtype,
+                           CSR.from_dense(w.to(device), dtype=vdtype, bitmap=bitmap), w, x, bias)
+                if device == "cpu":
                     wb = torch.nn.functional.pad(w, (0, (-cols) % 4, 0, (-rows) % 4))
                     xb = torch.nn.functional.pad(x, (0, (-cols) % 4))
                     bb = torch.nn.functional.pad(bias, (0, (-rows) % 4))

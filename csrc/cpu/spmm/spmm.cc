@@ -117,12 +117,11 @@ bool pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* o
   return std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; });
 }
 
-// Tile width for the SpMM kernels: whole 16-float vectors, at most 64 columns
-// (a 512-row panel of a 64-column tile is 128 KiB, sized for L2).
-#ifndef SPARSECORE_TILE_COLS
-#define SPARSECORE_TILE_COLS 64
-#endif
-int64_t spmm_tile(int64_t n) { return std::min<int64_t>((n + kPadFloats - 1) / kPadFloats * kPadFloats, SPARSECORE_TILE_COLS); }
+// Tile width for the SpMM kernels: whole 16-float vectors, at most
+// kSpmmTileCols columns (the kernels cut B into L2-sized panels of a tile).
+int64_t spmm_tile(int64_t n) {
+  return std::min<int64_t>((n + kPadFloats - 1) / kPadFloats * kPadFloats, cpu::kSpmmTileCols);
+}
 
 // Bias converted to fp32 (finite-checked) in a per-thread buffer.
 Status convert_bias(const Epilogue& ep, int64_t rows, const float** out) {

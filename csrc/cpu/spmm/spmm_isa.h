@@ -24,6 +24,10 @@ struct PackedDense {
   const float* tile_data(int64_t t) const { return data + t * tile_stride; }
 };
 
+// Widest B tile of the SpMM kernels: 64 fp32 columns = 8 AVX2 / 4 AVX-512
+// accumulators per row of C.
+constexpr int64_t kSpmmTileCols = 64;
+
 // Scratch owned by the calling thread (defined in the baseline TU).
 float* thread_scratch(int64_t floats);
 
