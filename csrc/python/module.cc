@@ -69,10 +69,8 @@ Epilogue to_epilogue(uintptr_t bias, int bias_dtype) {
   return ep;
 }
 
-void csr_spmm(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx, int index_type,
-              uintptr_t values, int value_dtype, uintptr_t row_chunks, int64_t num_chunks, uintptr_t bitmap,
-              const MatrixTuple& b_t, uintptr_t bias, int bias_dtype, const MatrixTuple& c_t, bool on_cuda,
-              uintptr_t stream) {
+CsrView make_csr(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx, int index_type,
+                 uintptr_t values, int value_dtype) {
   CsrView a;
   a.rows = rows;
   a.cols = cols;
@@ -82,6 +80,30 @@ void csr_spmm(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintpt
   a.index_type = to_index_type(index_type);
   a.values = reinterpret_cast<const void*>(values);
   a.value_dtype = to_dtype(value_dtype, "values");
+  return a;
+}
+
+BsrView make_bsr(int64_t block_rows, int64_t block_cols, int64_t block_h, int64_t block_w, int64_t nnzb,
+                 uintptr_t row_ptr, uintptr_t col_idx, int index_type, uintptr_t values, int value_dtype) {
+  BsrView a;
+  a.block_rows = block_rows;
+  a.block_cols = block_cols;
+  a.block_h = block_h;
+  a.block_w = block_w;
+  a.nnzb = nnzb;
+  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
+  a.col_idx = reinterpret_cast<const void*>(col_idx);
+  a.index_type = to_index_type(index_type);
+  a.values = reinterpret_cast<const void*>(values);
+  a.value_dtype = to_dtype(value_dtype, "values");
+  return a;
+}
+
+void csr_spmm(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx, int index_type,
+              uintptr_t values, int value_dtype, uintptr_t row_chunks, int64_t num_chunks, uintptr_t bitmap,
+              const MatrixTuple& b_t, uintptr_t bias, int bias_dtype, const MatrixTuple& c_t, bool on_cuda,
+              uintptr_t stream) {
+  CsrView a = make_csr(rows, cols, nnz, row_ptr, col_idx, index_type, values, value_dtype);
   a.row_chunks = reinterpret_cast<const int64_t*>(row_chunks);
   a.num_chunks = num_chunks;
   a.bitmap = on_cuda ? nullptr : reinterpret_cast<const uint8_t*>(bitmap);
@@ -109,17 +131,8 @@ void bsr_spmm(int64_t block_rows, int64_t block_cols, int64_t block_h, int64_t b
               uintptr_t row_ptr, uintptr_t col_idx, int index_type, uintptr_t values, int value_dtype,
               uintptr_t row_chunks, int64_t num_chunks, const MatrixTuple& b_t, uintptr_t bias, int bias_dtype,
               const MatrixTuple& c_t) {
-  BsrView a;
-  a.block_rows = block_rows;
-  a.block_cols = block_cols;
-  a.block_h = block_h;
-  a.block_w = block_w;
-  a.nnzb = nnzb;
-  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
-  a.col_idx = reinterpret_cast<const void*>(col_idx);
-  a.index_type = to_index_type(index_type);
-  a.values = reinterpret_cast<const void*>(values);
-  a.value_dtype = to_dtype(value_dtype, "values");
+  BsrView a = make_bsr(block_rows, block_cols, block_h, block_w, nnzb, row_ptr, col_idx, index_type, values,
+                       value_dtype);
   a.row_chunks = reinterpret_cast<const int64_t*>(row_chunks);
   a.num_chunks = num_chunks;
   if (block_rows < 0 || block_cols < 0 || nnzb < 0 || num_chunks < 0) value_error("bsr_spmm: negative size");
@@ -146,15 +159,7 @@ void validate_or_raise(Status s, const char* msg) {
 
 void csr_validate_py(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx, int index_type,
                      uintptr_t values, int value_dtype) {
-  CsrView a;
-  a.rows = rows;
-  a.cols = cols;
-  a.nnz = nnz;
-  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
-  a.col_idx = reinterpret_cast<const void*>(col_idx);
-  a.index_type = to_index_type(index_type);
-  a.values = reinterpret_cast<const void*>(values);
-  a.value_dtype = to_dtype(value_dtype, "values");
+  const CsrView a = make_csr(rows, cols, nnz, row_ptr, col_idx, index_type, values, value_dtype);
   char msg[512] = {0};
   Status s;
   {
@@ -166,17 +171,8 @@ void csr_validate_py(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr,
 
 void bsr_validate_py(int64_t block_rows, int64_t block_cols, int64_t block_h, int64_t block_w, int64_t nnzb,
                      uintptr_t row_ptr, uintptr_t col_idx, int index_type, uintptr_t values, int value_dtype) {
-  BsrView a;
-  a.block_rows = block_rows;
-  a.block_cols = block_cols;
-  a.block_h = block_h;
-  a.block_w = block_w;
-  a.nnzb = nnzb;
-  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
-  a.col_idx = reinterpret_cast<const void*>(col_idx);
-  a.index_type = to_index_type(index_type);
-  a.values = reinterpret_cast<const void*>(values);
-  a.value_dtype = to_dtype(value_dtype, "values");
+  const BsrView a = make_bsr(block_rows, block_cols, block_h, block_w, nnzb, row_ptr, col_idx, index_type, values,
+                             value_dtype);
   char msg[512] = {0};
   Status s;
   {
@@ -189,13 +185,8 @@ void bsr_validate_py(int64_t block_rows, int64_t block_cols, int64_t block_h, in
 void plan_csr_bitmap_py(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx,
                         int index_type, uintptr_t out) {
   if (row_ptr == 0 || out == 0 || (nnz > 0 && col_idx == 0)) value_error("plan_csr_bitmap: null pointer");
-  CsrView a;
-  a.rows = rows;
-  a.cols = cols;
-  a.nnz = nnz;
-  a.row_ptr = reinterpret_cast<const int64_t*>(row_ptr);
-  a.col_idx = reinterpret_cast<const void*>(col_idx);
-  a.index_type = to_index_type(index_type);
+  // Values are not read by the bitmap planner.
+  const CsrView a = make_csr(rows, cols, nnz, row_ptr, col_idx, index_type, 0, 0);
   py::gil_scoped_release release;
   plan_csr_bitmap(a, reinterpret_cast<uint8_t*>(out));
 }

@@ -43,6 +43,25 @@ def check_shape(shape, name: str = "shape") -> tuple[int, int]:
     return rows, cols
 
 
+def check_compressed_parts(row_ptr, col_idx, values, values_ndim: int) -> torch.device:
+    """Types, dtypes and devices of the three arrays of CSR / BSR; returns their device."""
+    from .._dtypes import index_code
+
+    check_tensor(row_ptr, "row_ptr", 1)
+    check_tensor(col_idx, "col_idx", 1)
+    check_tensor(values, "values", values_ndim)
+    if row_ptr.dtype != torch.int64:
+        raise TypeError(f"row_ptr must be int64, got {row_ptr.dtype}")
+    index_code(col_idx)
+    check_values_dtype(values.dtype, "values")
+    return check_same_device({"row_ptr": row_ptr, "col_idx": col_idx, "values": values})
+
+
+def check_index_space(col_idx: torch.Tensor, count: int, what: str) -> None:
+    if col_idx.dtype == torch.int16 and count > 65536:
+        raise ValueError(f"int16 (uint16) indices cannot address {count} {what}; use int32")
+
+
 def plan_chunks(row_ptr_cpu: torch.Tensor, rows: int, row_cost: int) -> torch.Tensor:
     """The plan's nnz-balanced row partition: enough chunks for any thread count to balance dynamically."""
     import os

@@ -8,8 +8,9 @@ from .._dtypes import compact_index_dtype, dtype_code, index_code, indices_to_in
 from .._native import _C
 from ._base import SparseMatrix
 from ._checks import (
+    check_compressed_parts,
     check_finite,
-    check_same_device,
+    check_index_space,
     check_shape,
     check_tensor,
     check_values_dtype,
@@ -41,22 +42,14 @@ class BSR(SparseMatrix):
 
     def __init__(self, row_ptr, col_idx, values, shape, *, check: bool = True):
         rows, cols = check_shape(shape)
-        check_tensor(row_ptr, "row_ptr", 1)
-        check_tensor(col_idx, "col_idx", 1)
-        check_tensor(values, "values", 3)
-        if row_ptr.dtype != torch.int64:
-            raise TypeError(f"row_ptr must be int64, got {row_ptr.dtype}")
-        index_code(col_idx)
-        check_values_dtype(values.dtype, "values")
+        device = check_compressed_parts(row_ptr, col_idx, values, 3)
         bh, bw = int(values.shape[1]), int(values.shape[2])
         if bh not in SUPPORTED_BLOCK_SIDES or bw not in SUPPORTED_BLOCK_SIDES:
             raise ValueError(f"block shape {bh}x{bw} is not supported (each side must be 1..256)")
         if rows % bh or cols % bw:
             raise ValueError(f"shape {(rows, cols)} is not a multiple of the block shape {bh}x{bw}")
-        device = check_same_device({"row_ptr": row_ptr, "col_idx": col_idx, "values": values})
         block_rows, block_cols = rows // bh, cols // bw
-        if col_idx.dtype == torch.int16 and block_cols > 65536:
-            raise ValueError(f"int16 (uint16) block indices cannot address {block_cols} block columns; use int32")
+        check_index_space(col_idx, block_cols, "block columns")
         if row_ptr.numel() != block_rows + 1:
             raise ValueError(f"row_ptr must have block_rows + 1 = {block_rows + 1} entries, got {row_ptr.numel()}")
         if col_idx.numel() != values.shape[0]:
@@ -126,7 +119,7 @@ class BSR(SparseMatrix):
         if t.layout != torch.sparse_bsr:
             raise TypeError(f"expected a sparse BSR tensor, got layout {t.layout}")
         values = t.values()
-        bh, bw = values.shape[1], values.shape[2]
+        bw = values.shape[2]
         block_cols = t.shape[1] // bw
         col = t.col_indices()
         if col.numel() and (int(col.min()) < 0 or int(col.max()) >= block_cols):

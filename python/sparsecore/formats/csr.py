@@ -8,8 +8,9 @@ from .._dtypes import compact_index_dtype, dtype_code, index_code, indices_to_in
 from .._native import _C
 from ._base import SparseMatrix
 from ._checks import (
+    check_compressed_parts,
     check_finite,
-    check_same_device,
+    check_index_space,
     check_shape,
     check_tensor,
     check_values_dtype,
@@ -47,16 +48,8 @@ class CSR(SparseMatrix):
 
     def __init__(self, row_ptr, col_idx, values, shape, *, check: bool = True, bitmap: bool | None = None):
         rows, cols = check_shape(shape)
-        check_tensor(row_ptr, "row_ptr", 1)
-        check_tensor(col_idx, "col_idx", 1)
-        check_tensor(values, "values", 1)
-        if row_ptr.dtype != torch.int64:
-            raise TypeError(f"row_ptr must be int64, got {row_ptr.dtype}")
-        index_code(col_idx)
-        check_values_dtype(values.dtype, "values")
-        if col_idx.dtype == torch.int16 and cols > 65536:
-            raise ValueError(f"int16 (uint16) column indices cannot address {cols} columns; use int32")
-        device = check_same_device({"row_ptr": row_ptr, "col_idx": col_idx, "values": values})
+        device = check_compressed_parts(row_ptr, col_idx, values, 1)
+        check_index_space(col_idx, cols, "columns")
         if row_ptr.numel() != rows + 1:
             raise ValueError(f"row_ptr must have rows + 1 = {rows + 1} entries, got {row_ptr.numel()}")
         if col_idx.numel() != values.numel():

@@ -121,7 +121,7 @@ def _rows_of(op: str, row_ptr: torch.Tensor, values: torch.Tensor) -> int:
 def _register(op: str, run) -> None:
     # args = the format's tensors (4 for BSR, 5 for CSR) followed by n_cols, dense, bias, linear.
     def functional(*args):
-        row_ptr, values, (n_cols, dense, bias, linear) = args[0], args[2], args[-4:]
+        row_ptr, values, (n_cols, dense, _bias, linear) = args[0], args[2], args[-4:]
         rows = _rows_of(op, row_ptr, values)
         out = torch.empty(_output_shape(rows, n_cols, dense, linear), dtype=dense.dtype, device=dense.device)
         run(*args, out)
@@ -131,7 +131,7 @@ def _register(op: str, run) -> None:
         run(*args)
 
     def fake(*args):
-        row_ptr, values, (n_cols, dense, bias, linear) = args[0], args[2], args[-4:]
+        row_ptr, values, (n_cols, dense, _bias, linear) = args[0], args[2], args[-4:]
         return dense.new_empty(_output_shape(_rows_of(op, row_ptr, values), n_cols, dense, linear))
 
     def fake_out(*args):
