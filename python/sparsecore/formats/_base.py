@@ -13,6 +13,19 @@ class SparseMatrix:
     col_idx: torch.Tensor
     values: torch.Tensor
 
+    def _adopt(self, row_ptr, col_idx, values, shape, device) -> torch.Tensor:
+        """Keep contiguous copies of the checked arrays; returns row_ptr on the CPU (for the plan)."""
+        self.shape = shape
+        self.row_ptr = row_ptr.contiguous()
+        self.col_idx = col_idx.contiguous()
+        self.values = values.contiguous()
+        self.device = device
+        return self.row_ptr.cpu()
+
+    def _cpu_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """col_idx and values on the CPU, for the structural validation."""
+        return self.col_idx.cpu(), self.values.cpu()
+
     @property
     def nnz(self) -> int:
         """Stored elements (for BSR: blocks x block area, explicit zeros in blocks included)."""

@@ -54,15 +54,10 @@ class BSR(SparseMatrix):
             raise ValueError(f"row_ptr must have block_rows + 1 = {block_rows + 1} entries, got {row_ptr.numel()}")
         if col_idx.numel() != values.shape[0]:
             raise ValueError(f"col_idx has {col_idx.numel()} entries but values holds {values.shape[0]} blocks")
-        self.shape = (rows, cols)
         self.blocksize = (bh, bw)
-        self.row_ptr = row_ptr.contiguous()
-        self.col_idx = col_idx.contiguous()
-        self.values = values.contiguous()
-        self.device = device
-        row_ptr_cpu = self.row_ptr.cpu()
+        row_ptr_cpu = self._adopt(row_ptr, col_idx, values, (rows, cols), device)
         if check:
-            vals_cpu, cols_cpu = self.values.cpu(), self.col_idx.cpu()
+            cols_cpu, vals_cpu = self._cpu_parts()
             _C.bsr_validate(block_rows, block_cols, bh, bw, vals_cpu.shape[0], row_ptr_cpu.data_ptr(),
                             cols_cpu.data_ptr(), index_code(cols_cpu), vals_cpu.data_ptr(),
                             dtype_code(vals_cpu.dtype, "values"))

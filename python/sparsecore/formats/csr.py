@@ -54,14 +54,9 @@ class CSR(SparseMatrix):
             raise ValueError(f"row_ptr must have rows + 1 = {rows + 1} entries, got {row_ptr.numel()}")
         if col_idx.numel() != values.numel():
             raise ValueError(f"col_idx and values must have the same length, got {col_idx.numel()} and {values.numel()}")
-        self.shape = (rows, cols)
-        self.row_ptr = row_ptr.contiguous()
-        self.col_idx = col_idx.contiguous()
-        self.values = values.contiguous()
-        self.device = device
-        row_ptr_cpu = self.row_ptr.cpu()
+        row_ptr_cpu = self._adopt(row_ptr, col_idx, values, (rows, cols), device)
         if check:
-            vals_cpu, cols_cpu = self.values.cpu(), self.col_idx.cpu()
+            cols_cpu, vals_cpu = self._cpu_parts()
             _C.csr_validate(rows, cols, vals_cpu.numel(), row_ptr_cpu.data_ptr(), cols_cpu.data_ptr(),
                             index_code(cols_cpu), vals_cpu.data_ptr(), dtype_code(vals_cpu.dtype, "values"))
         self.row_chunks = plan_chunks(row_ptr_cpu, rows, _ROW_COST)
