@@ -170,3 +170,27 @@ def test_non_finite_dense_input_raises(isa, bad, n, gen):
     bias[2] = bad
     with pytest.raises(ValueError, match="NaN or Inf"):
         sparsecore.sparse_linear(torch.ones(n, 8), a, bias)
+
+
+def test_concurrent_calls_from_python_threads(gen):
+    """The pool serves one call at a time; concurrent callers run inline and stay correct."""
+    import threading
+
+    w = random_sparse(300, 700, 0.3, gen)
+    a = CSR.from_dense(w)
+    xs = [random_dense((n, 700), gen) for n in (1, 3, 8, 40)]
+    want = [reference_linear(w, x) for x in xs]
+    errors = []
+
+    def worker(i):
+        for _ in range(20):
+            got = sparsecore.sparse_linear(xs[i], a)
+            if not torch.equal(got, want[i].float()):
+                errors.append(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
