@@ -7,6 +7,7 @@ registered as ``torch.ops.sparsecore.*``). Runtime: :func:`info`, :func:`set_cpu
 
 __version__ = "0.1.0"
 
+from . import nn, pruning
 from .formats import BSR, CSR
 from .ops import sparse_linear, spmm
 from .runtime import (
@@ -20,6 +21,8 @@ from .runtime import (
 )
 
 __all__ = [
+    "nn",
+    "pruning",
     "CSR",
     "BSR",
     "spmm",
