@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from . import nn, pruning
 from .formats import BSR, CSR
 from .ops import sparse_linear, spmm
+from .sparsify import BlockConfig, MagnitudeConfig, NMConfig, SparsifyReport, sparsify_
 from .runtime import (
     available_cpu_isas,
     cpu_isa,
@@ -27,6 +28,11 @@ __all__ = [
     "BSR",
     "spmm",
     "sparse_linear",
+    "sparsify_",
+    "MagnitudeConfig",
+    "NMConfig",
+    "BlockConfig",
+    "SparsifyReport",
     "info",
     "cpu_isa",
     "available_cpu_isas",

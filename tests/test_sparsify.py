@@ -1,0 +1,76 @@
+"""sparsify_: masks applied, layers converted (or kept dense when slower), outputs unchanged vs fake-sparse."""
+
+import pytest
+import torch
+from torch import nn
+
+import sparsecore
+from sparsecore import BlockConfig, MagnitudeConfig, NMConfig, sparsify_
+from sparsecore.nn import SparseLinear
+
+
+def small_model(gen):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 16))
+
+
+@pytest.mark.parametrize("config,expected", [
+    (MagnitudeConfig(sparsity=0.7, fallback_to_dense=False), 0.7),
+    (NMConfig(n=2, m=4, fallback_to_dense=False), 0.5),
+    (BlockConfig(sparsity=0.5, blocksize=(16, 16), fallback_to_dense=False), 0.5),
+])
+def test_sparsify_converts_and_matches_fake_sparse(config, expected, gen):
+    model = small_model(gen)
+    x = torch.randn(5, 64, generator=gen)
+    report = sparsify_(model, config)
+    # After sparsify_ the dense twins hold the pruned weights; compare with them.
+    assert len(report.layers) == 3
+    for layer in report.layers:
+        assert layer.sparsity == pytest.approx(expected, abs=0.02)
+        assert layer.format == config.format
+    assert all(isinstance(model[i], SparseLinear) for i in (0, 2, 4))
+    fake = small_model(gen)
+    with torch.no_grad():
+        for i in (0, 2, 4):
+            fake[i].weight.copy_(model[i].weight.to_dense())
+            fake[i].bias.copy_(model[i].bias)
+        torch.testing.assert_close(model(x), fake(x), rtol=1e-5, atol=1e-5)
+    assert "format" in str(report)
+
+
+def test_filter_fn_and_fallback(gen):
+    model = small_model(gen)
+    report = sparsify_(model, MagnitudeConfig(sparsity=0.5), filter_fn=lambda m, name: name != "4")
+    assert [r.name for r in report.layers] == ["0", "2"]
+    assert isinstance(model[4], nn.Linear)
+    for r in report.layers:
+        converted = isinstance(model[int(r.name)], SparseLinear)
+        assert converted == (r.format != "dense (fallback)")
+        assert (r.sparse_ms <= r.dense_ms) == converted or not converted
+        # pruned weights are in place either way
+        w = model[int(r.name)].weight
+        w = w.to_dense() if converted else w
+        assert float((w == 0).float().mean()) >= 0.5
+
+
+def test_bad_configs(gen):
+    model = small_model(gen)
+    with pytest.raises(TypeError, match="unsupported config"):
+        sparsify_(model, object())
+    with pytest.raises(ValueError, match="sparsity"):
+        sparsify_(model, MagnitudeConfig(sparsity=1.5))
+    with pytest.raises(ValueError, match="multiple of 3"):
+        sparsify_(small_model(gen), NMConfig(n=2, m=3))
+    with pytest.raises(ValueError, match="format must be"):
+        sparsify_(small_model(gen), MagnitudeConfig(format="coo"))
+    with pytest.raises(ValueError, match="tune_tokens"):
+        sparsify_(small_model(gen), MagnitudeConfig(tune_tokens=0))
+
+
+def test_failure_leaves_model_untouched(gen):
+    model = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 30), nn.Linear(30, 8))  # 30 is not a multiple of 4
+    before = [m.weight.clone() for m in model]
+    with pytest.raises(ValueError, match="multiple of 4"):
+        sparsify_(model, NMConfig(n=2, m=4))
+    assert all(isinstance(m, nn.Linear) for m in model)
+    assert all(torch.equal(m.weight, w) for m, w in zip(model, before))
