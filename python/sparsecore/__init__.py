@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from . import nn, pruning
 from .formats import BSR, CSR
 from .ops import sparse_linear, spmm
+from .serialization import load_sparse, save_sparse
 from .sparsify import BlockConfig, MagnitudeConfig, NMConfig, SparsifyReport, sparsify_
 from .runtime import (
     available_cpu_isas,
@@ -29,6 +30,8 @@ __all__ = [
     "spmm",
     "sparse_linear",
     "sparsify_",
+    "save_sparse",
+    "load_sparse",
     "MagnitudeConfig",
     "NMConfig",
     "BlockConfig",

@@ -1,0 +1,183 @@
+"""Compressed save / load of sparsified models with safetensors (no pickle).
+
+On disk a CSR weight at density >= 1/16 is a bitmap of stored columns (1 bit per weight)
+plus the packed values; sparser CSR weights keep uint16/int32 column indices; BSR keeps
+its block indices. A 50 %-sparse bf16 layer therefore takes 1.125 bytes per weight
+instead of 2. Loading rebuilds every sparse weight through the validating constructors,
+so a tampered or truncated file raises instead of reaching the kernels. Writes go to a
+temporary file that is renamed into place: a failed save leaves no partial file.
+
+Examples
+--------
+>>> import torch, sparsecore, tempfile, os
+>>> model = torch.nn.Sequential(torch.nn.Linear(32, 32))
+>>> _ = sparsecore.sparsify_(model, sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False))
+>>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+>>> sparsecore.save_sparse(model, path)
+>>> fresh = torch.nn.Sequential(torch.nn.Linear(32, 32))
+>>> _ = sparsecore.load_sparse(fresh, path)
+>>> type(fresh[0]).__name__
+'SparseLinear'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import numpy as np
+import torch
+from torch import nn
+
+from .formats import BSR, CSR
+from .nn import SparseLinear
+
+FORMAT_VERSION = 1
+_META_KEY = "sparsecore"
+# Below this density column indices (2 bytes per nonzero) beat the bitmap (1 bit per weight).
+_BITMAP_MIN_DENSITY = 1 / 16
+
+
+def _csr_tensors(name: str, w: CSR) -> tuple[dict, dict]:
+    rows, cols = w.shape
+    if w.density >= _BITMAP_MIN_DENSITY:
+        mask = _csr_mask(w)
+        bits = np.packbits(mask, axis=1, bitorder="little") if rows else np.zeros((0, (cols + 7) // 8), np.uint8)
+        return ({f"{name}.bitmap": torch.from_numpy(np.ascontiguousarray(bits)), f"{name}.values": w.values},
+                {"format": "csr", "encoding": "bitmap", "shape": [rows, cols]})
+    return ({f"{name}.row_ptr": w.row_ptr, f"{name}.col_idx": w.col_idx, f"{name}.values": w.values},
+            {"format": "csr", "encoding": "indices", "shape": [rows, cols]})
+
+
+def _csr_mask(w: CSR) -> np.ndarray:
+    """Boolean (rows, cols) array of stored positions (explicit zeros included)."""
+    from ._dtypes import indices_to_int64
+
+    rows, cols = w.shape
+    mask = np.zeros((rows, cols), dtype=bool)
+    row_of = torch.repeat_interleave(torch.arange(rows), w.row_ptr.cpu().diff()).numpy()
+    mask[row_of, indices_to_int64(w.col_idx.cpu()).numpy()] = True
+    return mask
+
+
+def save_sparse(model: nn.Module, path: str) -> None:
+    """Write ``model``'s state with every :class:`SparseLinear` weight in compressed form."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, torch.Tensor] = {}
+    layers: dict[str, dict] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, SparseLinear):
+            continue
+        w = module.weight
+        key = f"{name}.weight"
+        if isinstance(w, CSR):
+            parts, info = _csr_tensors(key, w)
+        else:
+            parts = {f"{key}.row_ptr": w.row_ptr, f"{key}.col_idx": w.col_idx, f"{key}.values": w.values}
+            info = {"format": "bsr", "encoding": "indices", "shape": list(w.shape)}
+        tensors.update(parts)
+        layers[name] = info
+    for key, value in model.state_dict().items():
+        if key in tensors:
+            raise ValueError(f"state key {key!r} collides with a sparse weight part")
+        tensors[key] = value
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    metadata = {_META_KEY: json.dumps({"version": FORMAT_VERSION, "layers": layers})}
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".sparsecore-", suffix=".tmp", dir=directory)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read(path: str) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # safetensors reports corruption with its own exception types
+        raise ValueError(f"{path}: not a readable safetensors file (corrupted or truncated?): {exc}") from exc
+    if _META_KEY not in meta:
+        raise ValueError(f"{path}: no sparsecore metadata; was it written by sparsecore.save_sparse?")
+    try:
+        info = json.loads(meta[_META_KEY])
+        layers = info["layers"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: malformed sparsecore metadata: {exc}") from exc
+    if info.get("version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: sparsecore file version {info.get('version')} is not supported "
+                         f"(this build reads version {FORMAT_VERSION})")
+    return tensors, layers
+
+
+def _take(tensors: dict, key: str, path: str) -> torch.Tensor:
+    try:
+        return tensors.pop(key)
+    except KeyError:
+        raise ValueError(f"{path}: missing tensor {key!r}") from None
+
+
+def _build_weight(name: str, info: dict, tensors: dict, path: str):
+    key = f"{name}.weight"
+    rows, cols = (int(v) for v in info["shape"])
+    if info["format"] == "csr" and info["encoding"] == "bitmap":
+        bits = _take(tensors, f"{key}.bitmap", path)
+        values = _take(tensors, f"{key}.values", path)
+        if bits.dtype != torch.uint8 or tuple(bits.shape) != (rows, (cols + 7) // 8):
+            raise ValueError(f"{path}: {key}.bitmap has shape {tuple(bits.shape)}, expected {(rows, (cols + 7) // 8)}")
+        mask = np.unpackbits(bits.numpy(), axis=1, count=cols, bitorder="little").astype(bool)
+        counts = torch.from_numpy(mask.sum(axis=1).astype(np.int64))
+        if int(counts.sum()) != values.numel():
+            raise ValueError(f"{path}: {key} has {values.numel()} values but its bitmap marks {int(counts.sum())}")
+        row_ptr = torch.zeros(rows + 1, dtype=torch.int64)
+        torch.cumsum(counts, 0, out=row_ptr[1:])
+        cols_idx = torch.from_numpy(np.nonzero(mask)[1].astype(np.int32))
+        col_idx = cols_idx.to(torch.int16) if cols <= 65536 else cols_idx
+        return CSR(row_ptr, col_idx, values, (rows, cols))
+    parts = [_take(tensors, f"{key}.{p}", path) for p in ("row_ptr", "col_idx", "values")]
+    if info["format"] == "csr":
+        return CSR(*parts, (rows, cols))
+    if info["format"] == "bsr":
+        return BSR(*parts, (rows, cols))
+    raise ValueError(f"{path}: unknown sparse format {info['format']!r} for {name}")
+
+
+def load_sparse(model: nn.Module, path: str) -> nn.Module:
+    """Load a :func:`save_sparse` file into ``model`` (same architecture, dense or sparse), in place.
+
+    Layers stored sparse become :class:`SparseLinear` (validated); all other tensors load
+    through ``load_state_dict(strict=True)``. Returns ``model``.
+    """
+    tensors, layers = _read(path)
+    built = {}
+    for name, info in layers.items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise ValueError(f"{path}: the model has no layer {name!r}") from None
+        if not isinstance(module, (nn.Linear, SparseLinear)):
+            raise ValueError(f"{path}: layer {name!r} is a {type(module).__name__}, not a linear layer")
+        shape = (module.out_features, module.in_features)
+        if tuple(info["shape"]) != shape:
+            raise ValueError(f"{path}: layer {name!r} is {tuple(info['shape'])} in the file but {shape} in the model")
+        built[name] = _build_weight(name, info, tensors, path)
+    # Everything is validated; only now change the model.
+    for name, weight in built.items():
+        module = model.get_submodule(name)
+        has_bias = module.bias is not None
+        bias = torch.zeros(weight.shape[0], dtype=weight.dtype) if has_bias else None
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, SparseLinear(weight, bias))
+    model.load_state_dict(tensors, strict=True)
+    return model
