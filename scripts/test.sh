@@ -16,3 +16,7 @@ ctest --test-dir "$build_dir" --output-on-failure
 echo "== pytest"
 # Run from tests/ so the installed package (not the source tree) is imported.
 cd tests && python3 -m pytest -q -p no:cacheprovider
+echo "== doctests (the examples in the docstrings)"
+site=$(python3 -c "import os, sparsecore; print(os.path.dirname(sparsecore.__file__))")
+python3 -m pytest -q -p no:cacheprovider --doctest-modules "$site" \
+  --ignore="$site/__main__.py" --ignore="$site/bench/__main__.py"
