@@ -1,0 +1,98 @@
+"""Layer-wise calibration as Wanda and SparseGPT do it: capture the inputs of the first block,
+then for each block in order collect statistics of its linear layers' inputs, prune the block,
+and feed the *pruned* block's outputs to the next block. One block's activations live in
+memory at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+
+class _Captured(Exception):
+    """Raised by the capture hook to stop the forward pass once the first block's inputs are known."""
+
+
+def capture_block_inputs(model: nn.Module, first_block: nn.Module, batches: Iterable) -> list[tuple[tuple, dict]]:
+    """Run ``model(batch)`` for every batch and record the (args, kwargs) its ``first_block`` receives.
+
+    ``batch`` may be a tensor (passed positionally) or a dict (passed as keyword arguments).
+    """
+    captured: list[tuple[tuple, dict]] = []
+
+    def hook(_module, args, kwargs):
+        captured.append((tuple(args), dict(kwargs)))
+        raise _Captured
+
+    handle = first_block.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                try:
+                    model(**batch) if isinstance(batch, dict) else model(batch)
+                except _Captured:
+                    pass
+    finally:
+        handle.remove()
+    if not captured:
+        raise ValueError("no calibration batch reached the first block")
+    return captured
+
+
+class InputStats:
+    """Running sum of squares of a linear layer's inputs per input channel (float64)."""
+
+    def __init__(self, in_features: int):
+        self.sq_sum = torch.zeros(in_features, dtype=torch.float64)
+        self.tokens = 0
+
+    def update(self, x: torch.Tensor) -> None:
+        x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float64)
+        self.sq_sum += (x2 * x2).sum(dim=0).cpu()
+        self.tokens += x2.shape[0]
+
+    @property
+    def norms(self) -> torch.Tensor:
+        """||X_j||_2 over all calibration tokens, per input channel."""
+        return self.sq_sum.sqrt()
+
+
+def _block_output(out):
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def prune_blockwise(blocks: list[nn.Module], inputs: list[tuple[tuple, dict]],
+                    make_mask: Callable[[str, nn.Linear, InputStats], torch.Tensor],
+                    progress: bool = True) -> dict[str, float]:
+    """Prune ``blocks`` in order; returns the sparsity reached per linear (``"block.i/name"``).
+
+    ``make_mask(name, linear, stats)`` returns the keep-mask of one linear from the input
+    statistics collected on the current (already pruned upstream) activations.
+    """
+    from tqdm.auto import tqdm
+
+    sparsity: dict[str, float] = {}
+    for b, block in enumerate(tqdm(blocks, desc="pruning blocks", disable=not progress)):
+        linears = {name: mod for name, mod in block.named_modules() if isinstance(mod, nn.Linear)}
+        stats = {name: InputStats(mod.in_features) for name, mod in linears.items()}
+        handles = [mod.register_forward_pre_hook(lambda _m, args, s=stats[name]: s.update(args[0]))
+                   for name, mod in linears.items()]
+        try:
+            with torch.no_grad():
+                for args, kwargs in inputs:
+                    block(*args, **kwargs)
+        finally:
+            for h in handles:
+                h.remove()
+        # Every mask of the block first, so a failing layer leaves the block unchanged.
+        masks = {name: make_mask(name, mod, stats[name]) for name, mod in linears.items()}
+        with torch.no_grad():
+            for name, mod in linears.items():
+                mod.weight.mul_(masks[name].to(mod.weight.dtype))
+                sparsity[f"block.{b}/{name}"] = 1.0 - float(masks[name].float().mean())
+            # The next block sees what this pruned block produces.
+            inputs = [((_block_output(block(*args, **kwargs)),) + tuple(args[1:]), kwargs) for args, kwargs in inputs]
+    return sparsity
