@@ -6,6 +6,7 @@ memory at a time.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterable
 
 import torch
@@ -31,10 +32,9 @@ def capture_block_inputs(model: nn.Module, first_block: nn.Module, batches: Iter
     try:
         with torch.no_grad():
             for batch in batches:
-                try:
+                # The hook stops the pass at the first block: nothing after it runs.
+                with contextlib.suppress(_Captured):
                     model(**batch) if isinstance(batch, dict) else model(batch)
-                except _Captured:
-                    pass
     finally:
         handle.remove()
     if not captured:
