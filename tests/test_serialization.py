@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-import sparsecore
 from sparsecore import BlockConfig, MagnitudeConfig, load_sparse, save_sparse, sparsify_
 from sparsecore.nn import SparseLinear
 

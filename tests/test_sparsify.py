@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-import sparsecore
 from sparsecore import BlockConfig, MagnitudeConfig, NMConfig, sparsify_
 from sparsecore.nn import SparseLinear
 

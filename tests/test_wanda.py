@@ -62,6 +62,8 @@ def test_wanda_matches_reference(kw, gen):
     report = wanda_prune_(model, list(model.blocks), batches, progress=False, **kw)
     ref = reference_wanda(ref_model, batches, kw.get("sparsity"), kw.get("nm"))
     for i, blk in enumerate(model.blocks):
+        assert torch.equal(blk.up.weight != 0, ref[f"{i}.up"])
+        assert torch.equal(blk.down.weight != 0, ref[f"{i}.down"])
         assert torch.equal(blk.up.weight, ref_model.blocks[i].up.weight)
         assert torch.equal(blk.down.weight, ref_model.blocks[i].down.weight)
     expected = 0.5 if "nm" in kw else kw["sparsity"]

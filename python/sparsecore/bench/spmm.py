@@ -74,8 +74,8 @@ def _row(cell: dict, results: dict, bandwidth: float, peak: float) -> dict:
     return out
 
 
-def run_cell(m: int, k: int, n: int, sparsity: float, w: torch.Tensor, wb: torch.Tensor, bmask: torch.Tensor,
-             formats: dict, peers: set, gen: torch.Generator) -> tuple[dict, dict]:
+def run_cell(m: int, k: int, n: int, sparsity: float, w: torch.Tensor, formats: dict, peers: set,
+             gen: torch.Generator) -> tuple[dict, dict]:
     x = torch.randn(n, k, generator=gen)
     xn = x.numpy()
     a32, bsr = formats["csr_f32"], formats["bsr_f32"]
@@ -112,13 +112,13 @@ def run_cell(m: int, k: int, n: int, sparsity: float, w: torch.Tensor, wb: torch
     return cell, t
 
 
-def _build_formats(w: torch.Tensor, wb: torch.Tensor, peers: set) -> dict:
+def _build_formats(w: torch.Tensor, wb: torch.Tensor, bmask: torch.Tensor, peers: set) -> dict:
     f = {
         "csr_f32": sparsecore.CSR.from_dense(w),
         "csr_bf16": sparsecore.CSR.from_dense(w, dtype=torch.bfloat16),
         "dense_bf16": w.to(torch.bfloat16),
         "dense_np": w.numpy(),
-        "bsr_f32": sparsecore.BSR.from_dense(wb, BSR_BLOCK),
+        "bsr_f32": sparsecore.BSR.from_dense(wb, BSR_BLOCK, block_mask=bmask),
     }
     if "torch_sparse" in peers:
         f["torch_csr"] = w.to_sparse_csr()
@@ -175,9 +175,9 @@ def main(args) -> int:
         for sparsity in sparsities:
             w = _unstructured(m, k, sparsity, gen)
             wb, bmask = _block_structured(m, k, sparsity, gen)
-            formats = _build_formats(w, wb, peers)
+            formats = _build_formats(w, wb, bmask, peers)
             for n in ns:
-                cell, times = run_cell(m, k, n, sparsity, w, wb, bmask, formats, peers, gen)
+                cell, times = run_cell(m, k, n, sparsity, w, formats, peers, gen)
                 row = _row(cell, times, bandwidth, peak)
                 rows.append(row)
                 print(f"  done {m}x{k} N={n} sparsity={sparsity:.0%}: csr {times['sc_csr_f32'] * 1e3:.3f} ms, "
