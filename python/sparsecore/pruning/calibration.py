@@ -74,20 +74,22 @@ def _block_output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def prune_blockwise(blocks: list[nn.Module], inputs: list[tuple[tuple, dict]],
-                    make_mask: Callable[[str, nn.Linear, InputStats], torch.Tensor],
-                    progress: bool = True) -> dict[str, float]:
-    """Prune ``blocks`` in order; returns the sparsity reached per linear (``"block.i/name"``).
+def walk_blocks(blocks: list[nn.Module], inputs: list[tuple[tuple, dict]], make_stats: Callable[[nn.Linear], object],
+                visit: Callable[[int, dict[str, nn.Linear], dict[str, object]], None],
+                select: Callable[[int, str, nn.Linear], bool] | None = None,
+                progress: bool = True, desc: str = "blocks") -> None:
+    """Run the calibration inputs through ``blocks`` in order, one block at a time.
 
-    ``make_mask(name, linear, stats)`` returns the keep-mask of one linear from the input
-    statistics collected on the current (already pruned upstream) activations.
+    For block ``b``: every selected linear gets ``stats = make_stats(linear)`` fed its inputs
+    (``stats.update(x)``), then ``visit(b, linears, stats)`` runs (it may change the block's
+    weights), and the block's outputs *after* ``visit`` become the next block's inputs.
     """
     from tqdm.auto import tqdm
 
-    sparsity: dict[str, float] = {}
-    for b, block in enumerate(tqdm(blocks, desc="pruning blocks", disable=not progress)):
-        linears = {name: mod for name, mod in block.named_modules() if isinstance(mod, nn.Linear)}
-        stats = {name: InputStats(mod.in_features) for name, mod in linears.items()}
+    for b, block in enumerate(tqdm(blocks, desc=desc, disable=not progress)):
+        linears = {name: mod for name, mod in block.named_modules()
+                   if isinstance(mod, nn.Linear) and (select is None or select(b, name, mod))}
+        stats = {name: make_stats(mod) for name, mod in linears.items()}
         handles = [mod.register_forward_pre_hook(lambda _m, args, s=stats[name]: s.update(args[0]))
                    for name, mod in linears.items()]
         try:
@@ -97,12 +99,31 @@ def prune_blockwise(blocks: list[nn.Module], inputs: list[tuple[tuple, dict]],
         finally:
             for h in handles:
                 h.remove()
-        # Every mask of the block first, so a failing layer leaves the block unchanged.
-        masks = {name: make_mask(name, mod, stats[name]) for name, mod in linears.items()}
+        visit(b, linears, stats)
+        with torch.no_grad():
+            inputs = [_with_hidden(args, kwargs, _block_output(block(*args, **kwargs))) for args, kwargs in inputs]
+
+
+def prune_blockwise(blocks: list[nn.Module], inputs: list[tuple[tuple, dict]],
+                    make_stats: Callable[[nn.Linear], object],
+                    prune_layer: Callable[[int, str, nn.Linear, object], tuple[torch.Tensor, torch.Tensor]],
+                    select: Callable[[int, str, nn.Linear], bool] | None = None,
+                    progress: bool = True) -> dict[tuple[int, str], torch.Tensor]:
+    """Prune ``blocks`` in order; returns the keep-mask of every pruned linear, keyed ``(block, name)``.
+
+    ``prune_layer(b, name, linear, stats)`` returns ``(new_weight, keep_mask)`` from the
+    statistics of the linear's inputs on the current (already pruned upstream) activations.
+    """
+    masks: dict[tuple[int, str], torch.Tensor] = {}
+
+    def visit(b: int, linears: dict[str, nn.Linear], stats: dict[str, object]) -> None:
+        # Every layer of the block first, so a failing layer leaves the block unchanged.
+        results = {name: prune_layer(b, name, mod, stats[name]) for name, mod in linears.items()}
         with torch.no_grad():
             for name, mod in linears.items():
-                mod.weight.mul_(masks[name].to(mod.weight.dtype))
-                sparsity[f"block.{b}/{name}"] = 1.0 - float(masks[name].float().mean())
-            # The next block sees what this pruned block produces.
-            inputs = [_with_hidden(args, kwargs, _block_output(block(*args, **kwargs))) for args, kwargs in inputs]
-    return sparsity
+                weight, mask = results[name]
+                mod.weight.copy_(weight.to(mod.weight.dtype))
+                masks[(b, name)] = mask
+
+    walk_blocks(blocks, inputs, make_stats, visit, select, progress, desc="pruning blocks")
+    return masks

@@ -7,8 +7,9 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from .calibration import InputStats, capture_block_inputs, prune_blockwise
-from .masks import nm_mask, unstructured_mask
+from .calibration import InputStats
+from .pattern import Pattern
+from .prune import prune_model_, sparsity_report
 
 
 def wanda_scores(weight: torch.Tensor, input_norms: torch.Tensor) -> torch.Tensor:
@@ -23,13 +24,23 @@ def wanda_mask(weight: torch.Tensor, stats: InputStats, *, sparsity: float | Non
     """Keep-mask: per-row unstructured at ``sparsity``, or N:M when ``nm=(n, m)``."""
     if (sparsity is None) == (nm is None):
         raise ValueError("give exactly one of sparsity or nm")
-    scores = wanda_scores(weight, stats.norms)
-    return nm_mask(scores, *nm) if nm is not None else unstructured_mask(scores, sparsity)
+    pattern = Pattern(nm=nm) if nm is not None else Pattern(sparsity=sparsity)
+    return pattern.mask(wanda_scores(weight, stats.norms))
+
+
+def _pattern(sparsity, nm, pattern) -> Pattern:
+    if pattern is not None:
+        return pattern
+    if nm is not None:
+        return Pattern(nm=nm)
+    if sparsity is None:
+        raise ValueError("give sparsity, nm or pattern")
+    return Pattern(sparsity=sparsity)
 
 
 def wanda_prune_(model: nn.Module, blocks: list[nn.Module], calibration: Iterable, *,
-                 sparsity: float | None = 0.5, nm: tuple[int, int] | None = None,
-                 filter_fn=None, progress: bool = True) -> dict[str, float]:
+                 sparsity: float | None = 0.5, nm: tuple[int, int] | None = None, pattern: Pattern | None = None,
+                 allocation: str = "uniform", filter_fn=None, progress: bool = True) -> dict[str, float]:
     """Prune the linear layers of ``blocks`` (in model order) with Wanda, in place.
 
     ``calibration`` yields model inputs (token-id tensors, or dicts of keyword arguments);
@@ -48,22 +59,19 @@ def wanda_prune_(model: nn.Module, blocks: list[nn.Module], calibration: Iterabl
     >>> sorted(round(v, 2) for v in report.values())
     [0.5, 0.5]
     """
-    if nm is None and sparsity is None:
-        raise ValueError("give sparsity or nm")
-    if nm is not None:
-        sparsity = None
-        # Check every layer before touching any: a late misfit must not leave a half-pruned model.
-        for block in blocks:
-            for name, mod in block.named_modules():
-                if isinstance(mod, nn.Linear) and (filter_fn is None or filter_fn(name, mod)) \
-                        and mod.in_features % nm[1]:
-                    raise ValueError(f"N:M with M = {nm[1]} needs {name}'s input dimension ({mod.in_features}) "
-                                     f"to be a multiple of {nm[1]}")
-    inputs = capture_block_inputs(model, blocks[0], calibration)
+    select = None if filter_fn is None else (lambda _b, name, mod: filter_fn(name, mod))
+    masks = prune_model_(model, blocks, calibration, method="wanda", pattern=_pattern(sparsity, nm, pattern),
+                         allocation=allocation, select=select, progress=progress)
+    return sparsity_report(masks)
 
-    def make_mask(name: str, linear: nn.Linear, stats: InputStats) -> torch.Tensor:
-        if filter_fn is not None and not filter_fn(name, linear):
-            return torch.ones_like(linear.weight, dtype=torch.bool)
-        return wanda_mask(linear.weight, stats, sparsity=sparsity, nm=nm)
 
-    return prune_blockwise(blocks, inputs, make_mask, progress=progress)
+def sparsegpt_prune_(model: nn.Module, blocks: list[nn.Module], calibration: Iterable, *,
+                     sparsity: float | None = 0.5, nm: tuple[int, int] | None = None, pattern: Pattern | None = None,
+                     allocation: str = "uniform", lazy_batch: int = 128, damp: float = 0.01, filter_fn=None,
+                     progress: bool = True) -> dict[str, float]:
+    """Prune the linear layers of ``blocks`` with SparseGPT, in place (same calling convention as
+    :func:`wanda_prune_`); returns the sparsity reached per layer."""
+    select = None if filter_fn is None else (lambda _b, name, mod: filter_fn(name, mod))
+    masks = prune_model_(model, blocks, calibration, method="sparsegpt", pattern=_pattern(sparsity, nm, pattern),
+                         allocation=allocation, select=select, lazy_batch=lazy_batch, damp=damp, progress=progress)
+    return sparsity_report(masks)
