@@ -11,7 +11,8 @@ from . import nn, pruning
 from .formats import BSR, CSR
 from .ops import sparse_linear, spmm
 from .serialization import load_sparse, save_sparse
-from .sparsify import BlockConfig, MagnitudeConfig, NMConfig, SparsifyReport, sparsify_
+from .sparsify import (BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, SparsifyReport, WandaConfig,
+                       select_kernels_, sparsify_)
 from .runtime import (
     available_cpu_isas,
     cpu_isa,
@@ -30,6 +31,9 @@ __all__ = [
     "spmm",
     "sparse_linear",
     "sparsify_",
+    "select_kernels_",
+    "WandaConfig",
+    "SparseGPTConfig",
     "save_sparse",
     "load_sparse",
     "MagnitudeConfig",

@@ -79,12 +79,21 @@ def save_sparse(model: nn.Module, path: str) -> None:
             info = {"format": "bsr", "encoding": "indices", "shape": list(w.shape)}
         tensors.update(parts)
         layers[name] = info
+    # Tied weights (an LM's input embedding and lm_head) are one tensor under two names:
+    # stored once, the other name recorded as an alias.
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
     for key, value in model.state_dict().items():
         if key in tensors:
             raise ValueError(f"state key {key!r} collides with a sparse weight part")
+        ident = (value.device, value.data_ptr(), value.dtype, tuple(value.shape), value.stride())
+        if value.numel() and ident in seen:
+            aliases[key] = seen[ident]
+            continue
+        seen[ident] = key
         tensors[key] = value
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    metadata = {_META_KEY: json.dumps({"version": FORMAT_VERSION, "layers": layers})}
+    metadata = {_META_KEY: json.dumps({"version": FORMAT_VERSION, "layers": layers, "aliases": aliases})}
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".sparsecore-", suffix=".tmp", dir=directory)
     os.close(fd)
@@ -113,11 +122,18 @@ def _read(path: str) -> tuple[dict, dict]:
     try:
         info = json.loads(meta[_META_KEY])
         layers = info["layers"]
+        aliases = info.get("aliases", {})
+        if not isinstance(aliases, dict):
+            raise TypeError("aliases must be a mapping")
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: malformed sparsecore metadata: {exc}") from exc
     if info.get("version") != FORMAT_VERSION:
         raise ValueError(f"{path}: sparsecore file version {info.get('version')} is not supported "
                          f"(this build reads version {FORMAT_VERSION})")
+    for alias, target in aliases.items():
+        if target not in tensors or alias in tensors:
+            raise ValueError(f"{path}: malformed sparsecore metadata: alias {alias!r} -> {target!r}")
+        tensors[alias] = tensors[target]
     return tensors, layers
 
 
@@ -153,6 +169,21 @@ def _build_weight(name: str, info: dict, tensors: dict, path: str):
     raise ValueError(f"{path}: unknown sparse format {info['format']!r} for {name}")
 
 
+def _check_dense_state(model: nn.Module, tensors: dict, sparse_layers: set[str], path: str) -> None:
+    """The file's dense tensors must be exactly the model's remaining state, shape for shape,
+    so that ``load_state_dict`` cannot fail after layers were already replaced."""
+    expected = {k: v for k, v in model.state_dict().items() if k.rpartition(".")[0] not in sparse_layers
+                or not k.endswith(".weight")}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{path}: does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for key, value in expected.items():
+        if tuple(tensors[key].shape) != tuple(value.shape):
+            raise ValueError(f"{path}: {key} has shape {tuple(tensors[key].shape)} in the file but "
+                             f"{tuple(value.shape)} in the model")
+
+
 def load_sparse(model: nn.Module, path: str) -> nn.Module:
     """Load a :func:`save_sparse` file into ``model`` (same architecture, dense or sparse), in place.
 
@@ -172,6 +203,7 @@ def load_sparse(model: nn.Module, path: str) -> nn.Module:
         if tuple(info["shape"]) != shape:
             raise ValueError(f"{path}: layer {name!r} is {tuple(info['shape'])} in the file but {shape} in the model")
         built[name] = _build_weight(name, info, tensors, path)
+    _check_dense_state(model, tensors, set(built), path)
     # Everything is validated; only now change the model.
     for name, weight in built.items():
         module = model.get_submodule(name)

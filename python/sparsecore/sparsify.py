@@ -1,10 +1,17 @@
 """``sparsify_``: prune the ``nn.Linear`` layers of a model in place and run them on sparsecore kernels.
 
 The shape users know from torchao: ``sparsify_(model, config, filter_fn=None)`` with a
-config dataclass per pruning pattern and a registry of handlers. Each selected layer is
-pruned, converted to :class:`sparsecore.nn.SparseLinear`, timed against its dense
-version at the batch size you give, and kept dense (with the pruned weights) when the
-sparse kernel would be slower; the returned report says which layer got what.
+config dataclass per pruning method. Magnitude, N:M and block configs need no data;
+:class:`WandaConfig` and :class:`SparseGPTConfig` take calibration batches and prune the
+model's blocks in order, as the papers do. Every pruned layer becomes a
+:class:`sparsecore.nn.SparseLinear`; then :func:`select_kernels_` times each layer sparse
+and dense at the batch size you give, in forward order (so weights come from memory, as
+in a real forward pass, not from a warm cache), and turns back to dense (with the pruned
+weights) every layer where the sparse kernel is slower. The returned report says which
+layer got what.
+
+The output embedding (``lm_head``) and weights tied to other modules are left alone
+unless ``filter_fn`` selects them explicitly.
 
 Examples
 --------
@@ -19,13 +26,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from .models.blocks import find_blocks, protected_linears
 from .nn import SparseLinear
-from .pruning import block_mask, magnitude_mask, nm_mask
+from .pruning import Pattern, block_mask, magnitude_mask, nm_mask, prune_model_
 
 
 @dataclass
@@ -59,6 +67,35 @@ class BlockConfig(_Common):
 
 
 @dataclass
+class _Calibrated(_Common):
+    """``pattern``: "50%" style unstructured (``sparsity`` gives the fraction), "2:4", "4:8" or
+    "block16x16". ``calibration``: model inputs (token-id tensors or dicts of keyword
+    arguments). ``allocation``: "uniform" or "owl" (outlier-weighted per-block sparsity).
+    ``blocks``: the model's block list (found automatically for HF causal LMs)."""
+    sparsity: float = 0.5
+    pattern: str = "unstructured"
+    calibration: Iterable | None = None
+    allocation: str = "uniform"
+    blocks: list[nn.Module] | None = None
+    progress: bool = True
+
+    def pruning_pattern(self) -> Pattern:
+        return Pattern.parse(self.pattern, sparsity=self.sparsity)
+
+
+@dataclass
+class WandaConfig(_Calibrated):
+    """Wanda: |W| x ||X|| per input channel, compared within each output row (or N:M group)."""
+
+
+@dataclass
+class SparseGPTConfig(_Calibrated):
+    """SparseGPT: OBS pruning with the calibration Hessian, lazy batches and dampening."""
+    lazy_batch: int = 128
+    damp: float = 0.01
+
+
+@dataclass
 class LayerReport:
     name: str
     shape: tuple[int, int]
@@ -77,6 +114,10 @@ class SparsifyReport:
         for r in self.layers:
             lines.append(f"{r.name:<40} {str(r.shape):>13} {r.sparsity:>8.1%} {r.format:>17} "
                          f"{r.dense_ms:>9.3f} {r.sparse_ms:>9.3f}")
+        n_sparse = sum(r.format != "dense (fallback)" for r in self.layers)
+        lines.append(f"{n_sparse} of {len(self.layers)} layers run sparse; "
+                     f"sum of layer times {sum(r.dense_ms for r in self.layers):.3f} ms dense, "
+                     f"{sum(min(r.dense_ms, r.sparse_ms) if r.format == 'dense (fallback)' else r.sparse_ms for r in self.layers):.3f} ms as chosen")
         return "\n".join(lines)
 
 
@@ -92,23 +133,13 @@ def _block(linear: nn.Linear, config: BlockConfig) -> torch.Tensor:
     return block_mask(linear.weight.detach().abs().float(), config.blocksize, config.sparsity)
 
 
-# Registry: config type -> mask function. Later pruning methods register here.
+# Registry of data-free configs: config type -> mask function.
 MASK_HANDLERS: dict[type, Callable[[nn.Linear, object], torch.Tensor]] = {
     MagnitudeConfig: _magnitude,
     NMConfig: _nm,
     BlockConfig: _block,
 }
-
-
-def _median_ms(fn, reps: int = 7) -> float:
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2] * 1e3
+CALIBRATED_METHODS: dict[type, str] = {WandaConfig: "wanda", SparseGPTConfig: "sparsegpt"}
 
 
 def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -117,39 +148,122 @@ def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
+def _times_in_forward_order(layers: list[nn.Module], inputs: list[torch.Tensor], reps: int = 5) -> list[float]:
+    """Median ms per layer, calling the layers one after another like a forward pass, so a layer's
+    weights are evicted by the others between its calls (unless the whole set fits in cache)."""
+    times = [[] for _ in layers]
+    with torch.no_grad():
+        for rep in range(reps + 1):
+            for i, (layer, x) in enumerate(zip(layers, inputs)):
+                t0 = time.perf_counter()
+                layer(x)
+                if rep:  # the first round warms up
+                    times[i].append(time.perf_counter() - t0)
+    return [sorted(t)[len(t) // 2] * 1e3 for t in times]
+
+
+def _dense_twin(sparse: SparseLinear) -> nn.Linear:
+    dense = nn.Linear(sparse.in_features, sparse.out_features, bias=sparse.bias is not None,
+                      dtype=sparse.weight.dtype, device=sparse.weight.device)
+    with torch.no_grad():
+        dense.weight.copy_(sparse.weight.to_dense())
+        if sparse.bias is not None:
+            dense.bias.copy_(sparse.bias)
+    return dense.requires_grad_(False)
+
+
+def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: bool = True,
+                    names: list[str] | None = None, dense_layers: dict[str, nn.Linear] | None = None
+                    ) -> SparsifyReport:
+    """Time every :class:`SparseLinear` of ``model`` (or those in ``names``) against its dense
+    equivalent at ``tokens`` tokens and, with ``fallback_to_dense``, swap in the dense layer
+    where it is faster. Returns the report. Use it after :func:`sparsecore.load_sparse` to pick
+    kernels for the machine and batch size at hand. ``dense_layers`` (name -> pruned
+    ``nn.Linear``) gives the dense versions to compare with and fall back to; by default they
+    are rebuilt from the sparse weights."""
+    if int(tokens) < 1:
+        raise ValueError(f"tokens must be >= 1, got {tokens}")
+    chosen = [(n, m) for n, m in model.named_modules() if isinstance(m, SparseLinear) and (names is None or n in names)]
+    dense = [dense_layers[n] if dense_layers and n in dense_layers else _dense_twin(m) for n, m in chosen]
+    inputs = [torch.randn(int(tokens), d.in_features, dtype=d.weight.dtype, device=d.weight.device) for d in dense]
+    dense_ms = _times_in_forward_order(dense, inputs)
+    sparse_ms = _times_in_forward_order([m for _, m in chosen], inputs)
+    report = SparsifyReport()
+    for (name, sparse), twin, d_ms, s_ms in zip(chosen, dense, dense_ms, sparse_ms):
+        keep_dense = fallback_to_dense and s_ms > d_ms
+        if keep_dense:
+            _set_child(model, name, twin)
+        fmt = "dense (fallback)" if keep_dense else type(sparse.weight).__name__.lower()
+        report.layers.append(LayerReport(name, (sparse.out_features, sparse.in_features), 1.0 - sparse.density,
+                                         fmt, d_ms, s_ms))
+    return report
+
+
+def _targets(model: nn.Module, filter_fn) -> list[tuple[str, nn.Linear]]:
+    protected = protected_linears(model) if filter_fn is None else set()
+    return [(name, mod) for name, mod in model.named_modules()
+            if isinstance(mod, nn.Linear) and name not in protected and (filter_fn is None or filter_fn(mod, name))]
+
+
+def _calibrated_masks(model: nn.Module, config: _Calibrated, filter_fn) -> dict[str, torch.Tensor]:
+    if config.calibration is None:
+        raise ValueError(f"{type(config).__name__} needs calibration= (a list of model inputs)")
+    if config.blocks is not None:
+        blocks = list(config.blocks)
+        ids = {id(m): n for n, m in model.named_modules()}
+        if any(id(b) not in ids for b in blocks):
+            raise ValueError("config.blocks must be submodules of the model")
+        prefixes = [ids[id(b)] for b in blocks]
+    else:
+        prefix, blocks = find_blocks(model)
+        prefixes = [f"{prefix}.{i}" for i in range(len(blocks))]
+    allowed = {name for name, _ in _targets(model, filter_fn)}
+
+    def full(b: int, name: str) -> str:
+        return f"{prefixes[b]}.{name}" if prefixes[b] else name
+
+    extra = {"lazy_batch": config.lazy_batch, "damp": config.damp} if isinstance(config, SparseGPTConfig) else {}
+    masks = prune_model_(model, blocks, config.calibration, method=CALIBRATED_METHODS[type(config)],
+                         pattern=config.pruning_pattern(), allocation=config.allocation,
+                         select=lambda b, name, _m: full(b, name) in allowed, progress=config.progress, **extra)
+    return {full(b, name): mask for (b, name), mask in masks.items()}
+
+
 def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bool] | None = None
               ) -> SparsifyReport:
-    """Prune and convert, in place, every ``nn.Linear`` of ``model`` that ``filter_fn(module, name)`` accepts.
+    """Prune and convert, in place, every ``nn.Linear`` of ``model`` that ``filter_fn(module, name)``
+    accepts (default: all but the output embedding and tied weights; calibrated methods prune
+    only inside the model's blocks).
 
     Returns a :class:`SparsifyReport` (one line per layer: sparsity reached, format chosen,
     measured dense and sparse time at ``config.tune_tokens`` tokens).
     """
-    handler = MASK_HANDLERS.get(type(config))
-    if handler is None:
-        raise TypeError(f"unsupported config {type(config).__name__}; expected one of "
-                        f"{', '.join(c.__name__ for c in MASK_HANDLERS)}")
+    if type(config) not in MASK_HANDLERS and type(config) not in CALIBRATED_METHODS:
+        known = [c.__name__ for c in (*MASK_HANDLERS, *CALIBRATED_METHODS)]
+        raise TypeError(f"unsupported config {type(config).__name__}; expected one of {', '.join(known)}")
     if config.format not in ("csr", "bsr"):
         raise ValueError(f"format must be 'csr' or 'bsr', got {config.format!r}")
     if int(config.tune_tokens) < 1:
         raise ValueError(f"tune_tokens must be >= 1, got {config.tune_tokens}")
-    targets = [(name, mod) for name, mod in model.named_modules()
-               if isinstance(mod, nn.Linear) and (filter_fn is None or filter_fn(mod, name))]
-    report = SparsifyReport()
-    blocksize = getattr(config, "blocksize", (16, 16))
-    # All masks first: a layer the config cannot handle raises before any layer changes.
-    masks = [handler(linear, config) for _, linear in targets]
-    for (name, linear), mask in zip(targets, masks):
+    if isinstance(config, _Calibrated):
+        pattern = config.pruning_pattern()
+        if pattern.block is not None and config.format != "bsr":
+            config.format = "bsr"
+        masks = _calibrated_masks(model, config, filter_fn)
+        blocksize = pattern.block or (16, 16)
+    else:
+        handler = MASK_HANDLERS[type(config)]
+        targets = _targets(model, filter_fn)
+        # All masks first: a layer the config cannot handle raises before any layer changes.
+        masks = {name: handler(linear, config) for name, linear in targets}
         with torch.no_grad():
-            linear.weight.mul_(mask.to(linear.weight.dtype))
-        sparse = SparseLinear.from_linear(linear, mask, format=config.format, blocksize=blocksize, dtype=config.dtype)
-        x = torch.randn(int(config.tune_tokens), linear.in_features, dtype=linear.weight.dtype,
-                        device=linear.weight.device)
-        with torch.no_grad():
-            dense_ms = _median_ms(lambda: linear(x))
-            sparse_ms = _median_ms(lambda: sparse(x))
-        keep_dense = config.fallback_to_dense and sparse_ms > dense_ms
-        if not keep_dense:
-            _set_child(model, name, sparse)
-        report.layers.append(LayerReport(name, tuple(linear.weight.shape), 1.0 - float(mask.float().mean()),
-                                         "dense (fallback)" if keep_dense else config.format, dense_ms, sparse_ms))
-    return report
+            for name, linear in targets:
+                linear.weight.mul_(masks[name].to(linear.weight.dtype))
+        blocksize = getattr(config, "blocksize", (16, 16))
+    originals = {}
+    for name, mask in masks.items():
+        originals[name] = linear = model.get_submodule(name)
+        _set_child(model, name, SparseLinear.from_linear(linear, mask, format=config.format, blocksize=blocksize,
+                                                         dtype=config.dtype))
+    return select_kernels_(model, int(config.tune_tokens), fallback_to_dense=config.fallback_to_dense,
+                           names=list(masks), dense_layers=originals)

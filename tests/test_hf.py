@@ -1,0 +1,116 @@
+"""sparsify_ on a HuggingFace Llama (tiny, random, tied embeddings): calibrated pruning, generate,
+torch.compile, bf16, and compressed save/load that reproduces the outputs exactly."""
+
+import os
+
+import pytest
+import torch
+
+import sparsecore
+from sparsecore.nn import SparseLinear
+
+transformers = pytest.importorskip("transformers")
+
+
+def tiny_llama(tie=True, seed=0):
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                                      tie_word_embeddings=tie)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def calibration(gen, n=4, length=24):
+    return [{"input_ids": torch.randint(0, 96, (1, length), generator=gen), "use_cache": False} for _ in range(n)]
+
+
+CONFIGS = {
+    "magnitude": lambda cal: sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False),
+    "wanda-50": lambda cal: sparsecore.WandaConfig(sparsity=0.5, calibration=cal, fallback_to_dense=False,
+                                                    progress=False),
+    "wanda-2:4-owl": lambda cal: sparsecore.WandaConfig(pattern="2:4", calibration=cal, fallback_to_dense=False,
+                                                         progress=False),
+    "sparsegpt-owl": lambda cal: sparsecore.SparseGPTConfig(sparsity=0.6, allocation="owl", calibration=cal,
+                                                             fallback_to_dense=False, progress=False),
+    "sparsegpt-4:8": lambda cal: sparsecore.SparseGPTConfig(pattern="4:8", calibration=cal, fallback_to_dense=False,
+                                                             progress=False),
+    "sparsegpt-block": lambda cal: sparsecore.SparseGPTConfig(pattern="block16x16", calibration=cal,
+                                                               fallback_to_dense=False, progress=False),
+}
+
+
+@pytest.mark.parametrize("method", list(CONFIGS))
+def test_sparsify_generate_and_roundtrip(method, gen, tmp_path):
+    model = tiny_llama()
+    embed_before = model.model.embed_tokens.weight.detach().clone()
+    report = sparsecore.sparsify_(model, CONFIGS[method](calibration(gen)))
+    assert len(report.layers) == 7 * 3  # q k v o gate up down in each block; lm_head left alone
+    mean = sum(r.sparsity for r in report.layers) / len(report.layers)
+    assert mean == pytest.approx(0.6 if "owl" in method and "sparsegpt" in method else 0.5, abs=0.01)
+    assert all(isinstance(model.get_submodule(r.name), SparseLinear) for r in report.layers)
+    assert torch.equal(model.model.embed_tokens.weight, embed_before)  # tied embedding untouched
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    ids = torch.randint(0, 96, (2, 10), generator=gen)
+    out = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert out.shape == (2, 15)
+    with torch.no_grad():
+        logits = model(ids).logits
+    path = os.path.join(tmp_path, "model.safetensors")
+    sparsecore.save_sparse(model, path)
+    fresh = tiny_llama(seed=1)
+    sparsecore.load_sparse(fresh, path)
+    assert fresh.lm_head.weight.data_ptr() == fresh.model.embed_tokens.weight.data_ptr()
+    with torch.no_grad():
+        assert torch.equal(fresh(ids).logits, logits)
+
+
+def test_sparse_model_is_smaller_on_disk(gen, tmp_path):
+    model = tiny_llama(tie=False)
+    config = transformers.LlamaConfig(**{**model.config.to_dict(), "hidden_size": 256, "intermediate_size": 512})
+    model = transformers.LlamaForCausalLM(config).eval()
+    dense_path = os.path.join(tmp_path, "dense.safetensors")
+    sparse_path = os.path.join(tmp_path, "sparse.safetensors")
+    sparsecore.save_sparse(model, dense_path)
+    sparsecore.sparsify_(model, sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False))
+    sparsecore.save_sparse(model, sparse_path)
+    linear_params = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, SparseLinear))
+    saved = os.path.getsize(dense_path) - os.path.getsize(sparse_path)
+    # 4 bytes -> 2 bytes of values + 1/8 byte of bitmap per weight
+    assert saved == pytest.approx(linear_params * (4 - 2 - 0.125), rel=0.01)
+
+
+def test_bf16_and_compile(gen):
+    model = tiny_llama()
+    sparsecore.sparsify_(model, sparsecore.WandaConfig(sparsity=0.5, calibration=calibration(gen),
+                                                       fallback_to_dense=False, progress=False))
+    ids = torch.randint(0, 96, (1, 12), generator=gen)
+    with torch.no_grad():
+        ref = model(ids).logits
+        model16 = model.to(torch.bfloat16)
+        assert model16.model.layers[0].mlp.up_proj.weight.dtype == torch.bfloat16
+        low = model16(ids).logits.float()
+        assert (low - ref).abs().max() < 0.05 * ref.abs().max()
+        model.to(torch.float32)
+        compiled = torch.compile(model.model.layers[0].mlp, fullgraph=True)
+        x = torch.randn(1, 5, 64, generator=gen)
+        torch.testing.assert_close(compiled(x), model.model.layers[0].mlp(x))
+
+
+def test_bad_input(gen, tmp_path):
+    model = tiny_llama()
+    with pytest.raises(ValueError, match="calibration"):
+        sparsecore.sparsify_(model, sparsecore.WandaConfig(sparsity=0.5))
+    with pytest.raises(ValueError, match="multiple of 7"):
+        sparsecore.sparsify_(model, sparsecore.WandaConfig(pattern="3:7", calibration=calibration(gen)))
+    with pytest.raises(ValueError, match="sparsity"):
+        sparsecore.sparsify_(model, sparsecore.SparseGPTConfig(sparsity=1.5, calibration=calibration(gen)))
+    with pytest.raises(ValueError, match="unknown sparsity allocation"):
+        sparsecore.sparsify_(model, sparsecore.WandaConfig(allocation="best", calibration=calibration(gen)))
+    assert not any(isinstance(m, SparseLinear) for m in model.modules())  # nothing changed
+    assert float((model.model.layers[0].mlp.up_proj.weight == 0).float().mean()) == 0.0
+    with pytest.raises(ValueError, match="cannot find the repeated blocks"):
+        sparsecore.sparsify_(torch.nn.Sequential(torch.nn.Linear(4, 4)),
+                             sparsecore.WandaConfig(calibration=[torch.randn(1, 4)]))
+    gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
+    with pytest.raises(ValueError, match="Conv1D"):
+        sparsecore.sparsify_(gpt2, sparsecore.WandaConfig(calibration=[torch.zeros(1, 4, dtype=torch.long)]))
