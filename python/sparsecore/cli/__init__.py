@@ -1,4 +1,4 @@
-"""The ``sparsecore`` command line: info, selftest, bench."""
+"""The ``sparsecore`` command line: info, selftest, bench, prune, eval, demo."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 
 def _cmd_info(args) -> int:
-    from .runtime import info
+    from ..runtime import info
 
     d = info()
     if args.json:
@@ -27,7 +27,9 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    from . import demo, evaluate, prune
+
     parser = argparse.ArgumentParser(prog="sparsecore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_info = sub.add_parser("info", help="build and hardware information")
@@ -39,8 +41,20 @@ def main(argv: list[str] | None = None) -> int:
     p_bench = sub.add_parser("bench", help="benchmarks (python -m sparsecore.bench --help)")
     p_bench.add_argument("rest", nargs=argparse.REMAINDER)
     p_bench.set_defaults(fn=lambda a: __import__("sparsecore.bench.__main__", fromlist=["main"]).main(a.rest))
-    args = parser.parse_args(argv)
-    return int(args.fn(args) or 0)
+    prune.add_arguments(sub.add_parser("prune", help="prune a model and save it compressed"))
+    evaluate.add_arguments(sub.add_parser("eval", help="perplexity and prefill/decode tokens/s of a model"))
+    demo.add_arguments(sub.add_parser("demo", help="end-to-end: prune SmolLM2 several ways, compare, report"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        # Bad input gets one clear line, not a traceback.
+        print(f"sparsecore {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,80 @@
+"""A pruned model as a directory: ``model.safetensors`` (sparse layers compressed),
+``config.json`` and the tokenizer files (HF format), and ``sparsecore.json`` (how it was
+pruned). The directory is assembled under a temporary name beside the target and renamed
+into place only when complete, so a failure leaves nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import torch
+
+from ..serialization import load_sparse, save_sparse
+
+WEIGHTS = "model.safetensors"
+RECIPE = "sparsecore.json"
+
+
+def is_pruned_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, RECIPE)) and os.path.isfile(os.path.join(path, WEIGHTS))
+
+
+def check_output_dir(path: str, overwrite: bool) -> None:
+    """Raise before any work if ``path`` cannot receive a pruned model."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"output {path!r} exists and is not a directory")
+    if os.path.isdir(path) and os.listdir(path) and not overwrite:
+        raise ValueError(f"output directory {path!r} is not empty (pass --overwrite to replace it)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"the parent directory of {path!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot write to {parent!r}")
+
+
+def save_pruned(model, tokenizer, path: str, recipe: dict, *, overwrite: bool = False) -> None:
+    """Write the pruned model directory atomically (see the module docstring)."""
+    check_output_dir(path, overwrite)
+    parent = os.path.dirname(os.path.abspath(path))
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.", dir=parent)
+    try:
+        save_sparse(model, os.path.join(tmp, WEIGHTS))
+        config = model.config
+        # A GGUF-loaded config is flagged as quantized; the saved weights are plain tensors.
+        if getattr(config, "quantization_config", None) is not None:
+            config.quantization_config = None
+        config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        with open(os.path.join(tmp, RECIPE), "w", encoding="utf-8") as fh:
+            json.dump(recipe, fh, indent=2)
+        if os.path.isdir(path):
+            old = path.rstrip("/") + f".old-{os.getpid()}"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_pruned(path: str, dtype: torch.dtype = torch.float32):
+    """(model, tokenizer) from a :func:`save_pruned` directory, sparse layers as ``SparseLinear``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not is_pruned_dir(path):
+        raise ValueError(f"{path!r} is not a sparsecore pruned-model directory (no {RECIPE} / {WEIGHTS})")
+    config = AutoConfig.from_pretrained(path)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    load_sparse(model, os.path.join(path, WEIGHTS))
+    return model.to(dtype).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def read_recipe(path: str) -> dict:
+    with open(os.path.join(path, RECIPE), encoding="utf-8") as fh:
+        return json.load(fh)
