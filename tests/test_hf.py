@@ -91,9 +91,9 @@ def test_bf16_and_compile(gen):
         low = model16(ids).logits.float()
         assert (low - ref).abs().max() < 0.05 * ref.abs().max()
         model.to(torch.float32)
-        compiled = torch.compile(model.model.layers[0].mlp, fullgraph=True)
-        x = torch.randn(1, 5, 64, generator=gen)
-        torch.testing.assert_close(compiled(x), model.model.layers[0].mlp(x))
+        # The whole HF model compiles as one graph: the sparse ops have fake kernels, no graph breaks.
+        compiled = torch.compile(model, fullgraph=True)
+        torch.testing.assert_close(compiled(ids).logits, model(ids).logits)
 
 
 def test_bad_input(gen, tmp_path):
