@@ -147,7 +147,7 @@ def test_bad_inputs_raise(gen):
         sparsecore.sparse_linear(torch.ones(2, 8), a, torch.ones(5))
     with pytest.raises(ValueError, match="is on meta"):
         sparsecore.sparse_linear(torch.ones(2, 8, device="meta"), a)
-    with pytest.raises(TypeError, match="sparsecore.CSR or sparsecore.BSR"):
+    with pytest.raises(TypeError, match="sparsecore.CSR, BSR or NM"):
         sparsecore.spmm(w, torch.ones(8, 2))
     with pytest.raises(TypeError, match="dense"):
         sparsecore.spmm(a, torch.ones(8, 2).to_sparse())

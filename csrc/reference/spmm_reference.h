@@ -41,4 +41,20 @@ inline std::vector<double> bsr_spmm(const BsrView& a, const MatrixView& b, const
   return c;
 }
 
+// N:M in its CPU layout: walk the bitmap, values in column order.
+inline std::vector<double> nm_spmm(const NmView& a, const MatrixView& b, const float* bias) {
+  std::vector<double> c(size_t(a.rows * b.cols), 0.0);
+  const int64_t stride = bitmap_row_bytes(a.cols);
+  for (int64_t r = 0; r < a.rows; ++r)
+    for (int64_t j = 0; j < b.cols; ++j) {
+      double s = bias ? double(bias[r]) : 0.0;
+      int64_t p = r * a.values_per_row();
+      for (int64_t k = 0; k < a.cols; ++k)
+        if ((a.bitmap[r * stride + (k >> 3)] >> (k & 7)) & 1)
+          s += double(load_as_float(a.values, p++, a.value_dtype)) * element(b, k, j);
+      c[size_t(r * b.cols + j)] = s;
+    }
+  return c;
+}
+
 }  // namespace sparsecore::reference

@@ -20,7 +20,7 @@ if "torch" not in _sys.modules and not _os.environ.get("SPARSECORE_KEEP_OMP_POLI
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import nn, pruning
-from .formats import BSR, CSR
+from .formats import BSR, CSR, NM
 from .ops import sparse_linear, spmm
 from .serialization import load_sparse, save_sparse
 from .sparsify import (BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, SparsifyReport, WandaConfig,
@@ -38,6 +38,7 @@ from .runtime import (
 __all__ = [
     "nn",
     "pruning",
+    "NM",
     "CSR",
     "BSR",
     "spmm",

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .formats import BSR, CSR
+from .formats import BSR, CSR, NM
 from .nn import SparseLinear
 
 FORMAT_VERSION = 1
@@ -74,6 +74,10 @@ def save_sparse(model: nn.Module, path: str) -> None:
         key = f"{name}.weight"
         if isinstance(w, CSR):
             parts, info = _csr_tensors(key, w)
+        elif isinstance(w, NM):
+            # The kernel layout is already the compact one: values + 1 bit per weight.
+            parts = {f"{key}.bitmap": w.bitmap, f"{key}.values": w.values}
+            info = {"format": "nm", "encoding": "bitmap", "shape": list(w.shape), "n": w.n, "m": w.m}
         else:
             parts = {f"{key}.row_ptr": w.row_ptr, f"{key}.col_idx": w.col_idx, f"{key}.values": w.values}
             info = {"format": "bsr", "encoding": "indices", "shape": list(w.shape)}
@@ -161,6 +165,17 @@ def _build_weight(name: str, info: dict, tensors: dict, path: str):
         cols_idx = torch.from_numpy(np.nonzero(mask)[1].astype(np.int32))
         col_idx = cols_idx.to(torch.int16) if cols <= 65536 else cols_idx
         return CSR(row_ptr, col_idx, values, (rows, cols))
+    if info["format"] == "nm":
+        bits = _take(tensors, f"{key}.bitmap", path)
+        values = _take(tensors, f"{key}.values", path)
+        try:
+            n, m = int(info["n"]), int(info["m"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: malformed N:M metadata for {name}: {exc}") from exc
+        try:
+            return NM(values, bits, (rows, cols), n, m)  # validated: shapes, exactly n per group, finite
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: {key}: {exc}") from exc
     parts = [_take(tensors, f"{key}.{p}", path) for p in ("row_ptr", "col_idx", "values")]
     if info["format"] == "csr":
         return CSR(*parts, (rows, cols))

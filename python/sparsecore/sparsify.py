@@ -32,13 +32,14 @@ import torch
 from torch import nn
 
 from .models.blocks import find_blocks, protected_linears
+from .formats.nm import SUPPORTED_M
 from .nn import SparseLinear
 from .pruning import Pattern, block_mask, magnitude_mask, nm_mask, prune_model_
 
 
 @dataclass
 class _Common:
-    format: str = "csr"                 # "csr" or "bsr"
+    format: str = "auto"                # "auto" (by pattern), "csr", "bsr" or "nm"
     dtype: torch.dtype | None = None    # stored value dtype (default: the layer's)
     fallback_to_dense: bool = True      # keep a layer dense when sparse is slower
     tune_tokens: int = 1                # batch size the speed comparison uses (1 = decode)
@@ -100,7 +101,7 @@ class LayerReport:
     name: str
     shape: tuple[int, int]
     sparsity: float
-    format: str          # "csr", "bsr" or "dense (fallback)"
+    format: str          # "csr", "bsr", "nm" or "dense (fallback)"
     dense_ms: float
     sparse_ms: float
 
@@ -140,6 +141,34 @@ MASK_HANDLERS: dict[type, Callable[[nn.Linear, object], torch.Tensor]] = {
     BlockConfig: _block,
 }
 CALIBRATED_METHODS: dict[type, str] = {WandaConfig: "wanda", SparseGPTConfig: "sparsegpt"}
+
+
+FORMATS = ("auto", "csr", "bsr", "nm")
+
+
+def _data_free_pattern(config) -> Pattern:
+    if isinstance(config, NMConfig):
+        return Pattern(sparsity=1 - config.n / config.m, nm=(config.n, config.m))
+    if isinstance(config, BlockConfig):
+        return Pattern(sparsity=config.sparsity, block=tuple(config.blocksize))
+    return Pattern(sparsity=config.sparsity)
+
+
+def _format_for(requested: str, pattern: Pattern, in_features: int) -> str:
+    """The weight format a pattern runs in: N:M patterns in the N:M kernels (when the
+    input dimension divides into groups), blocks as BSR, the rest as CSR."""
+    if requested != "auto":
+        if requested == "nm" and pattern.nm is None:
+            raise ValueError(f"format 'nm' needs an N:M pattern, got {pattern.describe()}")
+        if requested == "bsr" and pattern.block is None:
+            raise ValueError(f"format 'bsr' needs a block pattern, got {pattern.describe()}")
+        return requested
+    if pattern.block is not None:
+        return "bsr"
+    if (pattern.nm is not None and pattern.nm[1] in SUPPORTED_M and pattern.nm[0] < pattern.nm[1]
+            and in_features % pattern.nm[1] == 0):
+        return "nm"
+    return "csr"
 
 
 def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -241,17 +270,15 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     if type(config) not in MASK_HANDLERS and type(config) not in CALIBRATED_METHODS:
         known = [c.__name__ for c in (*MASK_HANDLERS, *CALIBRATED_METHODS)]
         raise TypeError(f"unsupported config {type(config).__name__}; expected one of {', '.join(known)}")
-    if config.format not in ("csr", "bsr"):
-        raise ValueError(f"format must be 'csr' or 'bsr', got {config.format!r}")
+    if config.format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {config.format!r}")
     if int(config.tune_tokens) < 1:
         raise ValueError(f"tune_tokens must be >= 1, got {config.tune_tokens}")
     if isinstance(config, _Calibrated):
         pattern = config.pruning_pattern()
-        if pattern.block is not None and config.format != "bsr":
-            config.format = "bsr"
         masks = _calibrated_masks(model, config, filter_fn)
-        blocksize = pattern.block or (16, 16)
     else:
+        pattern = _data_free_pattern(config)
         handler = MASK_HANDLERS[type(config)]
         targets = _targets(model, filter_fn)
         # All masks first: a layer the config cannot handle raises before any layer changes.
@@ -259,11 +286,11 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
         with torch.no_grad():
             for name, linear in targets:
                 linear.weight.mul_(masks[name].to(linear.weight.dtype))
-        blocksize = getattr(config, "blocksize", (16, 16))
     originals = {}
     for name, mask in masks.items():
         originals[name] = linear = model.get_submodule(name)
-        _set_child(model, name, SparseLinear.from_linear(linear, mask, format=config.format, blocksize=blocksize,
-                                                         dtype=config.dtype))
+        fmt = _format_for(config.format, pattern, linear.in_features)
+        _set_child(model, name, SparseLinear.from_linear(linear, mask, format=fmt, blocksize=pattern.block or (16, 16),
+                                                         nm=pattern.nm or (2, 4), dtype=config.dtype))
     return select_kernels_(model, int(config.tune_tokens), fallback_to_dense=config.fallback_to_dense,
                            names=list(masks), dense_layers=originals)

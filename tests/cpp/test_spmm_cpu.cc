@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../../csrc/reference/spmm_reference.h"
+#include "dense_check.h"
 #include "random_sparse.h"
 #include "sparsecore/cpu_isa.h"
 #include "sparsecore/ops.h"
@@ -16,54 +17,6 @@ using namespace sparsecore;
 using namespace sparsecore::testing;
 
 namespace {
-
-float round_to(double v, DType t) {
-  const float f = float(v);
-  if (t == DType::kFloat32) return f;
-  if (t == DType::kBFloat16) return bf16_to_float(float_to_bf16(f));
-  return fp16_to_float(float_to_fp16(f));
-}
-
-// Output storage in dtype ct, laid out as rows x n with the given strides.
-struct Out {
-  std::vector<float> f32;
-  std::vector<uint16_t> b16;
-  MatrixView view;
-  Out(int64_t rows, int64_t n, DType ct, bool transposed) {
-    const int64_t count = rows * n;
-    f32.assign(size_t(count), -1.f);
-    b16.assign(size_t(count), 0xffff);
-    view.data = ct == DType::kFloat32 ? static_cast<void*>(f32.data()) : b16.data();
-    view.rows = rows;
-    view.cols = n;
-    view.row_stride = transposed ? 1 : n;
-    view.col_stride = transposed ? rows : 1;
-    view.dtype = ct;
-  }
-  float at(int64_t r, int64_t j) const { return load_as_float(view.data, r * view.row_stride + j * view.col_stride, view.dtype); }
-};
-
-MatrixView dense_view(OwnedDense& d, int64_t k, int64_t n, bool transposed) {
-  MatrixView b;
-  b.data = d.data();
-  b.rows = k;
-  b.cols = n;
-  // transposed: B is x^T for x of shape (n, k), as in x @ W.T.
-  b.row_stride = transposed ? 1 : n;
-  b.col_stride = transposed ? k : 1;
-  b.dtype = d.dtype;
-  return b;
-}
-
-int compare(const std::vector<double>& ref, const Out& out, int64_t rows, int64_t n) {
-  int bad = 0;
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < n; ++j) {
-      const float want = round_to(ref[size_t(r * n + j)], out.view.dtype);
-      if (out.at(r, j) != want) ++bad;
-    }
-  return bad;
-}
 
 const DType kTypes[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
 

@@ -212,6 +212,48 @@ inline void group_fma(Vec* acc, const typename ValueTraits<VT>::Storage* v, unsi
   const Vec f = expand_group<VT>(v, m);
   for (int j = 0; j < NB; ++j) acc[j] = vfma(f, vload(x + j * x_stride), acc[j]);
 }
+
+// The same controls for a group whose 4 values sit 8 bytes further into the
+// loaded 16 (the second group of a pair at 4 values per group): 16 columns
+// then cost one value load instead of two.
+struct ExpandHiTables {
+  uint8_t bf16[256][32];
+  uint8_t fp16[256][16];
+};
+constexpr ExpandHiTables make_expand_hi_tables() {
+  ExpandHiTables t{};
+  for (int m = 0; m < 256; ++m) {
+    for (int b = 0; b < 32; ++b) t.bf16[m][b] = kExpand.bf16[m][b] == 0x80 ? 0x80 : uint8_t(kExpand.bf16[m][b] + 8);
+    for (int b = 0; b < 16; ++b) t.fp16[m][b] = kExpand.fp16[m][b] == 0x80 ? 0x80 : uint8_t(kExpand.fp16[m][b] + 8);
+  }
+  return t;
+}
+alignas(64) constexpr ExpandHiTables kExpandHi = make_expand_hi_tables();
+
+// Two consecutive groups with exactly 4 values each (2:4, 4:8 at 8 columns
+// per group): acc0 += group m0 (values v[0..4)), acc1 += group m1 (v[4..8)).
+template <DType VT, int NB>
+inline void group_pair4_fma(Vec* acc0, Vec* acc1, const typename ValueTraits<VT>::Storage* v, unsigned m0,
+                            unsigned m1, const float* x, int64_t x_stride) {
+  __m256 lo, hi;
+  if constexpr (VT == DType::kBFloat16) {
+    const __m256i both = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v)));
+    lo = _mm256_castsi256_ps(_mm256_shuffle_epi8(both, _mm256_load_si256(reinterpret_cast<const __m256i*>(kExpand.bf16[m0]))));
+    hi = _mm256_castsi256_ps(_mm256_shuffle_epi8(both, _mm256_load_si256(reinterpret_cast<const __m256i*>(kExpandHi.bf16[m1]))));
+  } else if constexpr (VT == DType::kFloat16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v));
+    lo = _mm256_cvtph_ps(_mm_shuffle_epi8(h, _mm_load_si128(reinterpret_cast<const __m128i*>(kExpand.fp16[m0]))));
+    hi = _mm256_cvtph_ps(_mm_shuffle_epi8(h, _mm_load_si128(reinterpret_cast<const __m128i*>(kExpandHi.fp16[m1]))));
+  } else {
+    lo = expand_group<VT>(v, m0).v;
+    hi = expand_group<VT>(v + 4, m1).v;
+  }
+  for (int j = 0; j < NB; ++j) {
+    const float* xj = x + j * x_stride;
+    acc0[j].v = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xj), acc0[j].v);
+    acc1[j].v = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xj + 8), acc1[j].v);
+  }
+}
 #elif defined(SPARSECORE_ISA_AVX512)
 constexpr int kGroupCols = 16;
 
@@ -245,6 +287,17 @@ inline void group_fma(Vec* acc, const typename ValueTraits<VT>::Storage* v, unsi
     const float value = ValueTraits<VT>::scalar(v[i++]);
     for (int j = 0; j < NB; ++j) acc[j].v[l & 3] += value * x[j * x_stride + l];
   }
+}
+#endif
+
+#if !defined(SPARSECORE_ISA_AVX2)
+// Other paths: a pair is two groups.
+template <DType VT, int NB>
+inline void group_pair4_fma(Vec* acc0, Vec* acc1, const typename ValueTraits<VT>::Storage* v, unsigned m0,
+                            unsigned m1, const float* x, int64_t x_stride) {
+  constexpr int kPerGroup = kGroupCols / 2;  // 4 values per 8 columns = half of any group
+  group_fma<VT, NB>(acc0, v, m0, x, x_stride);
+  group_fma<VT, NB>(acc1, v + kPerGroup, m1, x + kGroupCols, x_stride);
 }
 #endif
 

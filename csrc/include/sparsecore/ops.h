@@ -33,14 +33,29 @@ void plan_row_chunks(const int64_t* row_ptr, int64_t rows, int64_t row_cost,
 // Plan: fill bitmap (rows x bitmap_row_bytes(cols) bytes) from a validated CSR.
 void plan_csr_bitmap(const CsrView& a, uint8_t* bitmap);
 
+// N:M: checks n < m, m in {2, 4, 8, 16}, m | cols, that every group of the
+// bitmap marks exactly n columns, and that the values are finite.
+Status nm_validate(const NmView& a, char* message, int message_len);
+
 Status csr_spmm_cpu(const CsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
 Status bsr_spmm_cpu(const BsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
+Status nm_spmm_cpu(const NmView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
 
 // CUDA entry point (kUnsupported in builds without CUDA). All pointers are
 // device pointers; stream is a cudaStream_t passed as void* so that this
 // header stays free of CUDA headers.
 Status csr_spmm_cuda(const CsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c,
                      void* stream);
+// 2:4 on sparse tensor cores (mma.sp, sm_80+). Host side: the metadata words
+// (nm24_metadata_words of them) from a 2:4 bitmap in the NmView layout;
+// kInvalidArgument when rows % 16, cols % 32 or some chunk is not 2 of 4.
+int64_t nm24_metadata_words(int64_t rows, int64_t cols);
+Status nm24_pack_metadata(const uint8_t* bitmap, int64_t rows, int64_t cols, uint32_t* metadata);
+// C = A @ B (+ bias) on the GPU. B (A.cols x n) has A's value dtype and
+// row_stride 1 (k contiguous: x @ W.T passes x^T), an even col_stride and a
+// 4-byte aligned base; C any strides, dtype of B.
+Status nm24_spmm_cuda(const Nm24View& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c,
+                      void* stream);
 bool cuda_compiled();
 const char* cuda_archs_compiled();
 int cuda_device_count();

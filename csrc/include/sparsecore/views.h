@@ -61,4 +61,35 @@ struct BsrView {
   int64_t cols() const { return block_cols * block_w; }
 };
 
+// N:M semi-structured rows, CPU layout: every group of m consecutive columns
+// stores exactly n values (a group with fewer nonzeros stores explicit
+// zeros), so row r's values start at r * values_per_row() and a group's at a
+// fixed offset: no pointer chasing, no counting. One bit per column marks the
+// stored positions, in bitmap rows of bitmap_row_bytes(cols) bytes (the CSR
+// bitmap plan's layout). m divides 16 and cols (checked by nm_validate), so
+// every 8- or 16-column group of the kernels holds a fixed number of values.
+// Bytes per weight: n/m * sizeof(value) + 1/8; 2:4 bf16 is 1.125 (dense: 2).
+struct NmView {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int n = 2;
+  int m = 4;
+  const void* values = nullptr;
+  DType value_dtype = DType::kFloat32;
+  const uint8_t* bitmap = nullptr;
+  int64_t values_per_row() const { return m > 0 ? cols / m * n : 0; }
+};
+
+// 2:4 for sparse tensor cores (CUDA): rows % 16 == 0, cols % 32 == 0; the
+// values are the kept entries of each row in column order (rows x cols / 2,
+// bf16 or fp16, the same array as NmView's for 2:4) and the metadata is in
+// the instruction's register order (see nm24_pack_metadata).
+struct Nm24View {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  const void* values = nullptr;
+  DType value_dtype = DType::kBFloat16;
+  const uint32_t* metadata = nullptr;
+};
+
 }  // namespace sparsecore

@@ -1,16 +1,16 @@
-"""``SparseLinear``: an ``nn.Linear`` whose weight is a sparsecore CSR or BSR matrix."""
+"""``SparseLinear``: an ``nn.Linear`` whose weight is a sparsecore CSR, BSR or N:M matrix."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..formats import BSR, CSR
+from ..formats import BSR, CSR, NM
 from ..ops import sparse_linear
 
 
 class SparseLinear(nn.Module):
-    """``y = x @ W.T + b`` with a sparse ``W`` (CSR or BSR), for any batch shape and dtype.
+    """``y = x @ W.T + b`` with a sparse ``W`` (CSR, BSR or N:M), for any batch shape and dtype.
 
     ``module.to(device)`` / ``module.to(dtype)`` move and convert the sparse weight like a
     dense one (indices keep their integer type; the plan is rebuilt).
@@ -25,10 +25,10 @@ class SparseLinear(nn.Module):
     torch.Size([2, 4])
     """
 
-    def __init__(self, weight: CSR | BSR, bias: torch.Tensor | None = None):
+    def __init__(self, weight: CSR | BSR | NM, bias: torch.Tensor | None = None):
         super().__init__()
-        if not isinstance(weight, (CSR, BSR)):
-            raise TypeError(f"weight must be a sparsecore.CSR or BSR, got {type(weight).__name__}")
+        if not isinstance(weight, (CSR, BSR, NM)):
+            raise TypeError(f"weight must be a sparsecore.CSR, BSR or NM, got {type(weight).__name__}")
         self.out_features, self.in_features = weight.shape
         self.weight = weight
         if bias is not None:
@@ -39,10 +39,12 @@ class SparseLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, mask: torch.Tensor | None = None, *, format: str = "csr",
-                    blocksize: tuple[int, int] = (16, 16), dtype: torch.dtype | None = None) -> "SparseLinear":
-        """Keep ``linear.weight`` where ``mask`` is true (default: its nonzeros) in CSR or BSR form.
+                    blocksize: tuple[int, int] = (16, 16), nm: tuple[int, int] = (2, 4),
+                    dtype: torch.dtype | None = None) -> "SparseLinear":
+        """Keep ``linear.weight`` where ``mask`` is true (default: its nonzeros) in CSR, BSR or N:M form.
 
-        For BSR, ``mask`` is an element mask that must be constant on every ``blocksize`` tile.
+        For BSR, ``mask`` is an element mask that must be constant on every ``blocksize`` tile;
+        for ``format="nm"`` it must keep at most ``nm[0]`` of every ``nm[1]`` input columns.
         """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"expected an nn.Linear, got {type(linear).__name__}")
@@ -63,8 +65,10 @@ class SparseLinear(nn.Module):
                 if not torch.equal(tiles.all(dim=3).all(dim=1), block_mask):
                     raise ValueError(f"mask is not constant on {bh}x{bw} blocks")
             weight = BSR.from_dense(w, (bh, bw), block_mask=block_mask, dtype=dtype)
+        elif format == "nm":
+            weight = NM.from_dense(w, *nm, mask=mask, dtype=dtype)
         else:
-            raise ValueError(f"format must be 'csr' or 'bsr', got {format!r}")
+            raise ValueError(f"format must be 'csr', 'bsr' or 'nm', got {format!r}")
         bias = linear.bias.detach() if linear.bias is not None else None
         return cls(weight, bias if bias is None or dtype is None else bias.to(dtype))
 
@@ -80,8 +84,10 @@ class SparseLinear(nn.Module):
         # fn is what Module.to / .cuda / .half apply to every tensor: it moves
         # integer tensors and converts only floating ones, which is what the
         # index and value arrays need. The plan is rebuilt for the new device.
-        parts = (fn(w.row_ptr), fn(w.col_idx), fn(w.values))
-        self.weight = type(w)(*parts, w.shape, check=False)
+        if isinstance(w, NM):
+            self.weight = NM(fn(w.values), fn(w.bitmap), w.shape, w.n, w.m, check=False)
+        else:
+            self.weight = type(w)(fn(w.row_ptr), fn(w.col_idx), fn(w.values), w.shape, check=False)
         return self
 
     @property
@@ -91,5 +97,7 @@ class SparseLinear(nn.Module):
     def extra_repr(self) -> str:
         fmt = type(self.weight).__name__
         block = f", block={self.weight.blocksize}" if isinstance(self.weight, BSR) else ""
+        if isinstance(self.weight, NM):
+            block = f", pattern={self.weight.n}:{self.weight.m}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
                 f"format={fmt}{block}, density={self.density:.3f}, dtype={self.weight.dtype}")

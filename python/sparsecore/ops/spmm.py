@@ -1,4 +1,4 @@
-"""CSR / BSR sparse x dense matmul as torch ops, and the user-facing spmm / sparse_linear.
+"""CSR / BSR / N:M sparse x dense matmul as torch ops, and the user-facing spmm / sparse_linear.
 
 Each op computes either ``A @ B`` (``linear=False``; B is K x N) or ``x @ A.T + bias``
 (``linear=True``; x is ... x K), in the dense operand's dtype with fp32 accumulation. The
@@ -11,15 +11,17 @@ import torch
 
 from .._dtypes import VALUE_DTYPES, dtype_code, index_code, matrix_tuple
 from .._native import _C
-from ..formats import BSR, CSR
+from ..formats import BSR, CSR, NM
 from ._library import lib
 
 # row_chunks and bitmap are the plan (bitmap: uint8, empty when the plan has none);
-# for BSR, values is nnzb x block_h x block_w.
+# for BSR, values is nnzb x block_h x block_w; for N:M, values is rows x cols*n/m and
+# bitmap rows x bitmap_row_bytes(cols).
 _TAIL = "int n_cols, Tensor dense, Tensor? bias, bool linear"
 _SCHEMAS = {
     "csr": f"Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_chunks, Tensor bitmap, {_TAIL}",
     "bsr": f"Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_chunks, {_TAIL}",
+    "nm": f"Tensor values, Tensor bitmap, Tensor mma_meta, int n, int m, {_TAIL}",
 }
 for _family, _args in _SCHEMAS.items():
     lib.define(f"{_family}_mm({_args}) -> Tensor")
@@ -114,16 +116,56 @@ def _bsr_run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, 
                 row_chunks.data_ptr(), row_chunks.numel() - 1, b, bias_ptr, bias_dtype, c)
 
 
-def _rows_of(op: str, row_ptr: torch.Tensor, values: torch.Tensor) -> int:
-    return (row_ptr.numel() - 1) * (values.shape[1] if op == "bsr" else 1)
+def _nm_run(values, bitmap, mma_meta, n, m, n_cols, dense, bias, linear, out):
+    if values.dim() != 2 or bitmap.dim() != 2 or bitmap.dtype != torch.uint8:
+        raise ValueError("N:M values and bitmap must be 2-D, the bitmap uint8")
+    rows = values.shape[0]
+    if n_cols % m or values.shape[1] != n_cols // m * n or tuple(bitmap.shape) != (rows, _C.bitmap_row_bytes(n_cols)):
+        raise ValueError(f"N:M parts do not match a {rows}x{n_cols} {n}:{m} matrix")
+    b, c, bias_ptr, bias_dtype = _prepare(values, dense, bias, rows, n_cols, linear, out)
+    if values.device.type == "cuda":
+        _nm_run_cuda(values, bitmap, mma_meta, n, m, n_cols, dense, bias, linear, out, c, bias_ptr, bias_dtype)
+        return
+    _C.nm_spmm(rows, n_cols, n, m, values.data_ptr(), dtype_code(values.dtype, "values"), bitmap.data_ptr(), b,
+               bias_ptr, bias_dtype, c)
+
+
+def _nm_run_cuda(values, bitmap, mma_meta, n, m, n_cols, dense, bias, linear, out, c, bias_ptr, bias_dtype):
+    rows = values.shape[0]
+    if mma_meta.numel() and dense.dtype == values.dtype:
+        # Sparse tensor cores read B k-contiguous (x @ W.T: rows of x); copy only when it is not.
+        x2 = dense.reshape(-1, n_cols) if linear else dense.t()
+        if x2.stride(-1) != 1 or (x2.shape[0] > 1 and x2.stride(0) % 2) or x2.data_ptr() % 4:
+            x2 = x2.contiguous()
+        _C.nm24_spmm(rows, n_cols, values.data_ptr(), dtype_code(values.dtype, "values"), mma_meta.data_ptr(),
+                     matrix_tuple(x2, transposed=True), bias_ptr, bias_dtype, c, _stream(values))
+        return
+    # Dense fallback (not 2:4, fp32, shapes off the 16 x 32 tiles, or a dense operand of
+    # another dtype): decompress on the GPU and use cuBLAS.
+    from ..formats.nm import _unpack_bits
+
+    w = torch.zeros(rows, n_cols, dtype=values.dtype, device=values.device)
+    w[_unpack_bits(bitmap, n_cols)] = values.reshape(-1)
+    w = w.to(dense.dtype)
+    result = torch.nn.functional.linear(dense, w, None if bias is None else bias.to(dense.dtype)) if linear else w @ dense
+    out.copy_(result)
+
+
+# Rows of the sparse matrix from the op's arguments (the format's tensors first).
+_ROWS_OF = {
+    "csr": lambda args: args[0].numel() - 1,
+    "bsr": lambda args: (args[0].numel() - 1) * args[2].shape[1],
+    "nm": lambda args: args[0].shape[0],
+}
 
 
 def _register(op: str, run) -> None:
-    # args = the format's tensors (4 for BSR, 5 for CSR) followed by n_cols, dense, bias, linear.
+    # args = the format's arguments followed by n_cols, dense, bias, linear.
+    rows_of = _ROWS_OF[op]
+
     def functional(*args):
-        row_ptr, values, (n_cols, dense, _bias, linear) = args[0], args[2], args[-4:]
-        rows = _rows_of(op, row_ptr, values)
-        out = torch.empty(_output_shape(rows, n_cols, dense, linear), dtype=dense.dtype, device=dense.device)
+        n_cols, dense, _bias, linear = args[-4:]
+        out = torch.empty(_output_shape(rows_of(args), n_cols, dense, linear), dtype=dense.dtype, device=dense.device)
         run(*args, out)
         return out
 
@@ -131,13 +173,13 @@ def _register(op: str, run) -> None:
         run(*args)
 
     def fake(*args):
-        row_ptr, values, (n_cols, dense, _bias, linear) = args[0], args[2], args[-4:]
-        return dense.new_empty(_output_shape(_rows_of(op, row_ptr, values), n_cols, dense, linear))
+        n_cols, dense, _bias, linear = args[-4:]
+        return dense.new_empty(_output_shape(rows_of(args), n_cols, dense, linear))
 
     def fake_out(*args):
         return None
 
-    devices = ("cpu", "cuda") if op == "csr" else ("cpu",)
+    devices = ("cpu", "cuda") if op in ("csr", "nm") else ("cpu",)
     for device in devices:
         torch.library.impl(f"sparsecore::{op}_mm", device, lib=lib)(functional)
         torch.library.impl(f"sparsecore::{op}_mm_out", device, lib=lib)(out_variant)
@@ -147,6 +189,7 @@ def _register(op: str, run) -> None:
 
 _register("csr", _csr_run)
 _register("bsr", _bsr_run)
+_register("nm", _nm_run)
 
 
 def _op_args(a):
@@ -161,7 +204,11 @@ def _op_args(a):
         if a.device.type == "cuda":
             return _op_args(a._csr_for_cuda)
         return "bsr", (a.row_ptr, a.col_idx, a.values, a.row_chunks, a.shape[1])
-    raise TypeError(f"expected a sparsecore.CSR or sparsecore.BSR, got {type(a).__name__}")
+    if isinstance(a, NM):
+        if not torch.compiler.is_compiling():
+            a._check_unmodified()
+        return "nm", (a.values, a.bitmap, a.mma_meta, a.n, a.m, a.shape[1])
+    raise TypeError(f"expected a sparsecore.CSR, BSR or NM, got {type(a).__name__}")
 
 
 def _check_dense(t, name: str, a) -> None:
@@ -174,7 +221,7 @@ def _check_dense(t, name: str, a) -> None:
 
 
 def spmm(a, b: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Sparse ``a`` (CSR or BSR, rows x K) times dense ``b`` (K x N, or a K vector).
+    """Sparse ``a`` (CSR, BSR or NM, rows x K) times dense ``b`` (K x N, or a K vector).
 
     The result has ``b``'s dtype (fp32, bf16 or fp16; accumulation in fp32). Any N >= 1,
     any strides. ``out`` (rows x N, ``b``'s dtype and device) receives the result.
@@ -204,7 +251,7 @@ def spmm(a, b: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor
 
 def sparse_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None, *,
                   out: torch.Tensor | None = None) -> torch.Tensor:
-    """``x @ weight.T + bias`` with a sparse ``weight`` (CSR or BSR, out_features x in_features).
+    """``x @ weight.T + bias`` with a sparse ``weight`` (CSR, BSR or NM, out_features x in_features).
 
     ``x`` has shape (..., in_features); the result (..., out_features) has ``x``'s dtype.
     This is the form every ``nn.Linear`` needs: decode (one token) runs the GEMV kernel,

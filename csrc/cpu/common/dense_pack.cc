@@ -1,0 +1,141 @@
+// Packing of the dense operand and the bias, shared by all CPU sparse x
+// dense kernels (see dense_pack.h). Baseline TU (no -m flags).
+#include "dense_pack.h"
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "../thread_pool.h"
+#include "sparsecore/cpu_isa.h"
+
+namespace sparsecore::cpu {
+namespace {
+
+constexpr int64_t kPadFloats = 16;  // widest vector (AVX-512 fp32 lanes)
+
+template <DType T>
+float read(const void* p, int64_t i) {
+  return load_as_float(p, i, T);
+}
+
+// Pack rows [k0, k1) of B into the tiled layout of PackedDense. Returns
+// false when a NaN or Inf was seen: v * 0 is NaN exactly for NaN and Inf, and
+// the sum of those stays NaN, which keeps the loops vectorisable.
+template <DType T>
+bool pack_rows(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0, int64_t k1) {
+  using S = std::conditional_t<T == DType::kFloat32, float, uint16_t>;
+  const S* src = static_cast<const S*>(b.data);
+  float poison = 0.f;
+  const int64_t n = b.cols, tile = p.tile;
+  // Column j of B lives at col_base(j) + r * tile.
+  auto col_base = [&](int64_t j) { return dst + (j / tile) * p.tile_stride + j % tile; };
+  if (b.col_stride == 1 && n > 1 && tile > 1) {
+    // Row-contiguous source: each row of B is a run of whole tiles.
+    for (int64_t k = k0; k < k1; ++k) {
+      const S* row = src + k * b.row_stride;
+      for (int64_t j0 = 0; j0 < n; j0 += tile) {
+        float* d = col_base(j0) + k * tile;
+        const int64_t w = std::min(tile, n - j0);
+        for (int64_t j = 0; j < w; ++j) {
+          const float v = read<T>(row, j0 + j);
+          d[j] = v;
+          poison += v * 0.f;
+        }
+        for (int64_t j = w; j < tile; ++j) d[j] = 0.f;
+      }
+    }
+  } else {
+    // Column-contiguous source (x @ W.T reads x^T): walk each column of B,
+    // 64 rows at a time so the strided writes stay in L1.
+    for (int64_t kb = k0; kb < k1; kb += 64) {
+      const int64_t ke = std::min(k1, kb + 64);
+      for (int64_t j = 0; j < n; ++j) {
+        const S* col = src + j * b.col_stride;
+        float* d = col_base(j);
+        for (int64_t k = kb; k < ke; ++k) {
+          const float v = read<T>(col, k * b.row_stride);
+          d[k * tile] = v;
+          poison += v * 0.f;
+        }
+      }
+      // Padding columns of the last tile.
+      const int64_t padded = (n + tile - 1) / tile * tile;
+      for (int64_t j = n; j < padded; ++j) {
+        float* d = col_base(j);
+        for (int64_t k = kb; k < ke; ++k) d[k * tile] = 0.f;
+      }
+    }
+  }
+  return !std::isnan(poison);
+}
+
+bool pack_rows_any(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0, int64_t k1) {
+  switch (b.dtype) {
+    case DType::kFloat32: return pack_rows<DType::kFloat32>(b, p, dst, k0, k1);
+    case DType::kFloat16: return pack_rows<DType::kFloat16>(b, p, dst, k0, k1);
+    default: return pack_rows<DType::kBFloat16>(b, p, dst, k0, k1);
+  }
+}
+
+}  // namespace
+
+bool matrix_view_ok(const MatrixView& m) {
+  if (m.rows < 0 || m.cols < 0 || m.row_stride < 0 || m.col_stride < 0) return false;
+  return m.rows == 0 || m.cols == 0 || m.data != nullptr;
+}
+
+float* thread_scratch(int64_t floats) {
+  static thread_local std::vector<float> buffer;
+  if (int64_t(buffer.size()) < floats) buffer.resize(size_t(floats));
+  return buffer.data();
+}
+
+// Packs B into a per-thread buffer with `tile` columns per tile (see
+// PackedDense). Returns false on non-finite input.
+bool pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* out) {
+  static thread_local std::vector<float> buffer;
+  const int64_t k = b.rows, n = b.cols;
+  const int64_t tiles = (n + tile - 1) / tile;
+  // k rows + the zero row + kPadFloats zeros: full vector loads stay inside.
+  const int64_t tile_stride = (k + 1) * tile + kPadFloats;
+  const size_t need = size_t(tiles * tile_stride);
+  if (buffer.size() < need) buffer.resize(need);
+  float* dst = buffer.data();
+  out->data = dst;
+  out->rows = k;
+  out->n = n;
+  out->tile = tile;
+  out->tile_stride = tile_stride;
+  for (int64_t t = 0; t < tiles; ++t) std::fill(dst + t * tile_stride + k * tile, dst + (t + 1) * tile_stride, 0.f);
+  const int64_t blocks = parallel ? std::max<int64_t>(1, std::min<int64_t>(k / 256, 4 * cpu_num_threads())) : 1;
+  std::vector<char> finite(size_t(blocks), 1);
+  auto pack_block = [&](int64_t i) {
+    const int64_t k0 = k * i / blocks, k1 = k * (i + 1) / blocks;
+    finite[size_t(i)] = pack_rows_any(b, *out, dst, k0, k1);
+  };
+  cpu::parallel_for(blocks, pack_block);
+  return std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; });
+}
+
+int64_t spmm_tile(int64_t n) {
+  return std::min<int64_t>((n + kPadFloats - 1) / kPadFloats * kPadFloats, cpu::kSpmmTileCols);
+}
+
+// Bias converted to fp32 (finite-checked) in a per-thread buffer.
+Status convert_bias(const Epilogue& ep, int64_t rows, const float** out) {
+  static thread_local std::vector<float> buffer;
+  *out = nullptr;
+  if (ep.bias == nullptr) return Status::kOk;
+  buffer.resize(size_t(rows));
+  for (int64_t i = 0; i < rows; ++i) {
+    buffer[size_t(i)] = load_as_float(ep.bias, i, ep.bias_dtype);
+    if (!std::isfinite(buffer[size_t(i)])) return Status::kNonFinite;
+  }
+  *out = buffer.data();
+  return Status::kOk;
+}
+
+
+}  // namespace sparsecore::cpu

@@ -1,0 +1,215 @@
+// The 2:4 tensor-core path checked on the CPU: the host metadata packing and
+// the fragment addressing the CUDA kernel uses (nm24_fragments.h), run
+// through a software emulation of mma.sp m16n8k32 written from the PTX ISA's
+// description, must reproduce the dense product bit for bit on small
+// integers. Also: the launch grid covers every output tile exactly once, and
+// bad metadata is rejected.
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "../../csrc/cuda/nm/nm24_fragments.h"
+#include "sparsecore/ops.h"
+#include "test_harness.h"
+
+using namespace sparsecore;
+using namespace sparsecore::cuda::nm24;
+using namespace sparsecore::testing;
+
+namespace {
+
+// What one lane hands the instruction.
+struct LaneRegs {
+  float a[8];  // compressed A halves, register-major (reg * 2 + half)
+  float b[8];
+  uint32_t e;
+};
+
+// mma.sp.m16n8k32 (.f16/.bf16, selector 0) as the PTX ISA describes it,
+// written independently of nm24_fragments.h: gather each operand from the
+// lanes by the ISA's formulas, decode the metadata, multiply.
+void emulate_mma_sp(const LaneRegs* lanes, double d[kTileM][kTileN]) {
+  double a_c[kTileM][16] = {};
+  double b[kTileK][kTileN] = {};
+  uint32_t idx[kTileM][16] = {};
+  for (int lane = 0; lane < 32; ++lane) {
+    const int group = lane >> 2, tig = lane % 4;
+    for (int i = 0; i < 8; ++i) {
+      // A (as dense m16n8k16): row groupID for a0,a1,a4,a5, else +8;
+      // col threadID_in_group*2 + (i & 1), +8 for i >= 4.
+      const int arow = (i % 4 < 2) ? group : group + 8;
+      const int acol = tig * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+      a_c[arow][acol] = lanes[lane].a[i];
+      // B (m16n8k32): row threadID_in_group*2 + (i & 1) + 8 * (i / 2), col groupID.
+      b[tig * 2 + (i & 1) + 8 * (i / 2)][group] = lanes[lane].b[i];
+    }
+    // Metadata: lanes 4g and 4g+1 (selector 0); lane 4g+t holds chunks 4t..4t+3
+    // of row g in bits 0..15 and of row g+8 in bits 16..31, 2 bits per kept value.
+    if (tig < 2) {
+      for (int half = 0; half < 2; ++half)
+        for (int v = 0; v < 8; ++v) {
+          const int row = group + 8 * half;
+          const int ccol = tig * 8 + v;  // compressed columns 8t..8t+7 = chunks 4t..4t+3
+          idx[row][ccol] = (lanes[lane].e >> (16 * half + 2 * v)) & 3u;
+        }
+    }
+  }
+  for (int m = 0; m < kTileM; ++m)
+    for (int n = 0; n < kTileN; ++n) {
+      double s = 0;
+      for (int c = 0; c < 16; ++c) s += a_c[m][c] * b[4 * (c / 2) + int(idx[m][c])][n];
+      d[m][n] = s;
+    }
+}
+
+struct Tile24 {
+  int64_t rows, cols;
+  std::vector<float> dense;      // rows x cols, 2:4 along columns
+  std::vector<float> values;     // rows x cols/2 kept values
+  std::vector<uint8_t> bitmap;   // NmView layout
+};
+
+Tile24 random_24(int64_t rows, int64_t cols, std::mt19937& rng) {
+  Tile24 t{rows, cols, std::vector<float>(size_t(rows * cols), 0.f), {}, {}};
+  t.bitmap.assign(size_t(rows * bitmap_row_bytes(cols)), 0);
+  std::uniform_int_distribution<int> val(-8, 8), lane(0, 3);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; c += 4) {
+      int i = lane(rng), j = lane(rng);
+      while (j == i) j = lane(rng);
+      if (i > j) std::swap(i, j);
+      for (int l : {i, j}) {
+        const float v = float(val(rng));  // zero now and then: still a kept slot
+        t.dense[size_t(r * cols + c + l)] = v;
+        t.values.push_back(v);
+        t.bitmap[size_t(r * bitmap_row_bytes(cols) + (c + l) / 8)] |= uint8_t(1u << ((c + l) % 8));
+      }
+    }
+  return t;
+}
+
+// The whole product through the emulated instruction, tile by tile, with
+// operands addressed exactly as the kernel addresses them.
+void test_product(int64_t rows, int64_t cols, int64_t n, std::mt19937& rng) {
+  const Tile24 a = random_24(rows, cols, rng);
+  std::uniform_int_distribution<int> val(-8, 8);
+  std::vector<float> x(size_t(n * cols));  // x[n][k]: B = x^T
+  for (float& v : x) v = float(val(rng));
+  std::vector<uint32_t> meta(size_t(nm24_metadata_words(rows, cols)), 0xdeadbeefu);
+  CHECK(nm24_pack_metadata(a.bitmap.data(), rows, cols, meta.data()) == Status::kOk, "pack %lldx%lld", (long long)rows, (long long)cols);
+  const int64_t k_tiles = cols / kTileK;
+  std::vector<double> y(size_t(rows * n), 0.0);
+  int bad = 0;
+  for (int64_t tm = 0; tm < rows / kTileM; ++tm)
+    for (int64_t n0 = 0; n0 < n; n0 += kTileN) {
+      double acc[kTileM][kTileN] = {};
+      for (int64_t tk = 0; tk < k_tiles; ++tk) {
+        LaneRegs lanes[32];
+        for (int lane = 0; lane < 32; ++lane) {
+          for (int reg = 0; reg < 4; ++reg)
+            for (int half = 0; half < 2; ++half) {
+              const Coord ea = a_fragment(lane, reg, half);
+              lanes[lane].a[reg * 2 + half] =
+                  a.values[size_t((tm * kTileM + ea.row) * (cols / 2) + tk * (kTileK / 2) + ea.col)];
+              const Coord eb = b_fragment(lane, reg, half);
+              const int64_t col = n0 + eb.col;
+              lanes[lane].b[reg * 2 + half] = col < n ? x[size_t(col * cols + tk * kTileK + eb.row)] : 0.f;
+            }
+          lanes[lane].e = holds_metadata(lane) ? meta[size_t(metadata_index(tm, tk, k_tiles, lane))] : 0u;
+        }
+        double d[kTileM][kTileN];
+        emulate_mma_sp(lanes, d);
+        for (int m = 0; m < kTileM; ++m)
+          for (int j = 0; j < kTileN; ++j) acc[m][j] += d[m][j];
+      }
+      for (int lane = 0; lane < 32; ++lane)
+        for (int i = 0; i < 4; ++i) {
+          const Coord ec = c_fragment(lane, i);
+          if (n0 + ec.col < n) y[size_t((tm * kTileM + ec.row) * n + n0 + ec.col)] += acc[ec.row][ec.col];
+        }
+    }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      double want = 0;
+      for (int64_t k = 0; k < cols; ++k) want += double(a.dense[size_t(r * cols + k)]) * x[size_t(j * cols + k)];
+      if (y[size_t(r * n + j)] != want) ++bad;
+    }
+  CHECK(bad == 0, "%lldx%lld @ n=%lld: %d outputs differ from the dense product", (long long)rows, (long long)cols,
+        (long long)n, bad);
+}
+
+void test_fragments_cover() {
+  // Every element of every operand is held by exactly one (lane, register, half).
+  int a_seen[16][16] = {}, b_seen[32][8] = {}, c_seen[16][8] = {};
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int reg = 0; reg < 4; ++reg)
+      for (int half = 0; half < 2; ++half) {
+        const Coord ea = a_fragment(lane, reg, half), eb = b_fragment(lane, reg, half);
+        ++a_seen[ea.row][ea.col];
+        ++b_seen[eb.row][eb.col];
+      }
+    for (int i = 0; i < 4; ++i) {
+      const Coord ec = c_fragment(lane, i);
+      ++c_seen[ec.row][ec.col];
+    }
+  }
+  int bad = 0;
+  for (auto& r : a_seen) for (int v : r) bad += v != 1;
+  for (auto& r : b_seen) for (int v : r) bad += v != 1;
+  for (auto& r : c_seen) for (int v : r) bad += v != 1;
+  CHECK(bad == 0, "%d operand elements not held exactly once", bad);
+}
+
+void test_nibbles_and_errors() {
+  CHECK(chunk_nibble(0b0011) == (0 | (1 << 2)), "0011");
+  CHECK(chunk_nibble(0b1010) == (1 | (3 << 2)), "1010");
+  CHECK(chunk_nibble(0b1001) == (0 | (3 << 2)), "1001");
+  for (unsigned bad : {0u, 1u, 8u, 7u, 15u}) CHECK(chunk_nibble(bad) == 0xff, "mask %u must be rejected", bad);
+  for (unsigned m = 0; m < 16; ++m) {
+    const uint8_t nib = chunk_nibble(m);
+    if (nib == 0xff) continue;
+    // ::ordered_metadata: first index below second; never the invalid 0000, 0101, 1010, 1111.
+    CHECK((nib & 3) < (nib >> 2), "nibble of %u not ordered", m);
+  }
+  std::mt19937 rng(3);
+  Tile24 a = random_24(16, 32, rng);
+  std::vector<uint32_t> meta(16);
+  CHECK(nm24_pack_metadata(a.bitmap.data(), 16, 32, meta.data()) == Status::kOk, "valid tile");
+  CHECK(nm24_pack_metadata(a.bitmap.data(), 8, 32, meta.data()) == Status::kInvalidArgument, "rows %% 16");
+  CHECK(nm24_pack_metadata(a.bitmap.data(), 16, 16, meta.data()) == Status::kInvalidArgument, "cols %% 32");
+  a.bitmap[0] = uint8_t(a.bitmap[0] | 0x0f);  // chunk 0 of row 0 keeps 4
+  CHECK(nm24_pack_metadata(a.bitmap.data(), 16, 32, meta.data()) == Status::kInvalidArgument, "3:4 chunk accepted");
+}
+
+void test_grid_covers() {
+  for (int64_t rows : {16, 48, 64, 80, 4096})
+    for (int64_t n : {1, 7, 8, 33, 100}) {
+      std::vector<int> seen(size_t(rows / kTileM * ((n + kTileN - 1) / kTileN)), 0);
+      for (int64_t bx = 0; bx < grid_x(rows); ++bx)
+        for (int64_t by = 0; by < grid_y(n); ++by)
+          for (int w = 0; w < Nm24Config::kWarps; ++w) {
+            const int64_t tm = row_tile_of(bx, w);
+            if (tm >= rows / kTileM) continue;
+            for (int nt = 0; nt < Nm24Config::kNTiles; ++nt) {
+              const int64_t col_tile = by * Nm24Config::kNTiles + nt;
+              if (col_tile * kTileN < n) ++seen[size_t(tm * ((n + kTileN - 1) / kTileN) + col_tile)];
+            }
+          }
+      int bad = 0;
+      for (int v : seen) bad += v != 1;
+      CHECK(bad == 0, "rows=%lld n=%lld: %d output tiles not covered exactly once", (long long)rows, (long long)n, bad);
+    }
+}
+
+}  // namespace
+
+int main() {
+  test_fragments_cover();
+  test_nibbles_and_errors();
+  test_grid_covers();
+  std::mt19937 rng(7);
+  test_product(16, 32, 8, rng);
+  test_product(48, 96, 13, rng);
+  test_product(32, 64, 1, rng);
+  return finish("test_nm24_fragments");
+}
