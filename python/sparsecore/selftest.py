@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from . import BSR, CSR, info, sparse_linear, spmm, use_cpu_isa
+from . import BSR, CSR, NM, info, sparse_linear, spmm, use_cpu_isa
+from .formats.nm import select_nm_mask
 
 _VALUE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -54,6 +55,19 @@ def _cases(device: str):
                     bb = torch.nn.functional.pad(bias, (0, (-rows) % 4))
                     yield (f"bsr4x4 {wb.shape[0]}x{wb.shape[1]} n={n}", vdtype, xdtype,
                            BSR.from_dense(wb, (4, 4), dtype=vdtype), wb, xb, bb)
+    # N:M. On a GPU, 2:4 bf16/fp16 weights on 16 x 32 tiles with activations of the same
+    # dtype run on sparse tensor cores (mma.sp); the other cases check the dense fallback.
+    for rows, cols, n in [(16, 32, 1), (64, 128, 64), (48, 96, 7), (130, 264, 17), (40, 1104, 70)]:
+        w = torch.randint(-8, 9, (rows, cols), generator=gen).float() / 8
+        x = (torch.randint(-8, 9, (n, cols), generator=gen).float() / 4)
+        bias = torch.randint(-4, 5, (rows,), generator=gen).float()
+        for nm in ((2, 4), (4, 8)) if device == "cpu" else ((2, 4),):
+            wn = w * select_nm_mask(torch.rand(rows, cols, generator=gen), *nm)
+            for vdtype in _VALUE_DTYPES:
+                for xdtype in _VALUE_DTYPES:
+                    a = NM.from_dense(wn, *nm, dtype=vdtype).to(device)
+                    core = " tensor-cores" if a.tensor_cores and vdtype == xdtype else ""
+                    yield (f"nm{nm[0]}:{nm[1]}{core} {rows}x{cols} n={n}", vdtype, xdtype, a, wn, x, bias)
 
 
 def _check(device: str, isa: str | None, rows_out: list) -> bool:
@@ -94,6 +108,23 @@ def _bench_gpu() -> None:
                           f"{t_dense:>9.3f} {t_sparse:>9.3f} {t_dense / t_sparse:>7.2f}x")
 
 
+def _bench_gpu_nm() -> None:
+    print("\nGPU timing: sparsecore 2:4 on sparse tensor cores (mma.sp) vs dense torch (cuBLAS), same dtype")
+    print(f"{'shape':>16} {'n':>5} {'dtype':>9} {'dense ms':>9} {'2:4 ms':>9} {'speedup':>8}")
+    gen = torch.Generator().manual_seed(2)
+    for rows, cols in [(4096, 4096), (11008, 4096), (4096, 11008)]:
+        for n in (1, 16, 256, 2048):
+            for dtype in (torch.float16, torch.bfloat16):
+                w = torch.randn(rows, cols, generator=gen)
+                a = NM.from_dense(w, scores="magnitude", dtype=dtype).to("cuda")
+                wd = a.to_dense()
+                x = torch.randn(n, cols, generator=gen).to("cuda", dtype)
+                t_dense = _time_cuda(lambda: torch.nn.functional.linear(x, wd))
+                t_sparse = _time_cuda(lambda: sparse_linear(x, a))
+                print(f"{rows:>7}x{cols:<8} {n:>5} {str(dtype)[6:]:>9} {t_dense:>9.3f} {t_sparse:>9.3f} "
+                      f"{t_dense / t_sparse:>7.2f}x")
+
+
 def _time_cuda(fn, reps: int = 50) -> float:
     for _ in range(5):
         fn()
@@ -131,6 +162,7 @@ def run(bench: bool = False) -> int:
         print(f"cuda   -             not run: {reason}")
     if bench and gpu:
         _bench_gpu()
+        _bench_gpu_nm()
     print("\nselftest", "PASSED" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -3,7 +3,10 @@
 #pragma once
 #include <vector>
 
+#include <cstdio>
+
 #include "random_sparse.h"
+#include "sparsecore/cpu_isa.h"
 #include "sparsecore/views.h"
 
 namespace sparsecore::testing {
@@ -54,6 +57,27 @@ inline int compare(const std::vector<double>& ref, const Out& out, int64_t rows,
       if (out.at(r, j) != want) ++bad;
     }
   return bad;
+}
+
+// Runs test(isa) on every ISA path compiled in and runnable here, with 1 and 3
+// threads; returns how many paths ran, and leaves the default thread count.
+template <typename Test>
+int on_every_isa(Test test) {
+  int paths = 0;
+  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Simde}) {
+    if (!cpu_isa_set(isa)) {
+      std::printf("ISA %s: not runnable here\n", cpu_isa_name(isa));
+      continue;
+    }
+    ++paths;
+    for (int threads : {1, 3}) {
+      cpu_set_num_threads(threads);
+      test(isa);
+    }
+    std::printf("ISA %s: tested\n", cpu_isa_name(isa));
+  }
+  cpu_set_num_threads(0);
+  return paths;
 }
 
 }  // namespace sparsecore::testing

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "random_24.h"
 #include "sparsecore/ops.h"
 #include "test_harness.h"
 
@@ -16,23 +17,13 @@ using namespace sparsecore::testing;
 namespace {
 
 int run(int64_t rows, int64_t cols, int64_t n, DType dt, std::mt19937& rng) {
-  std::uniform_int_distribution<int> val(-8, 8), lane(0, 3);
-  std::vector<float> dense(size_t(rows * cols), 0.f);
-  std::vector<uint16_t> values;
-  std::vector<uint8_t> bitmap(size_t(rows * bitmap_row_bytes(cols)), 0);
+  std::uniform_int_distribution<int> val(-8, 8);
   auto enc = [&](float v) { return dt == DType::kBFloat16 ? float_to_bf16(v) : float_to_fp16(v); };
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; c += 4) {
-      int i = lane(rng), j = lane(rng);
-      while (j == i) j = lane(rng);
-      if (i > j) std::swap(i, j);
-      for (int l : {i, j}) {
-        const float v = float(val(rng));
-        dense[size_t(r * cols + c + l)] = v;
-        values.push_back(enc(v));
-        bitmap[size_t(r * bitmap_row_bytes(cols) + (c + l) / 8)] |= uint8_t(1u << ((c + l) % 8));
-      }
-    }
+  const Tile24 t = random_24(rows, cols, rng);
+  const std::vector<float>& dense = t.dense;
+  const std::vector<uint8_t>& bitmap = t.bitmap;
+  std::vector<uint16_t> values;
+  for (float v : t.values) values.push_back(enc(v));
   std::vector<uint32_t> meta(size_t(nm24_metadata_words(rows, cols)));
   CHECK(nm24_pack_metadata(bitmap.data(), rows, cols, meta.data()) == Status::kOk, "pack");
   std::vector<uint16_t> x(size_t(n * cols));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../../csrc/cuda/nm/nm24_fragments.h"
+#include "random_24.h"
 #include "sparsecore/ops.h"
 #include "test_harness.h"
 
@@ -60,32 +61,6 @@ void emulate_mma_sp(const LaneRegs* lanes, double d[kTileM][kTileN]) {
       for (int c = 0; c < 16; ++c) s += a_c[m][c] * b[4 * (c / 2) + int(idx[m][c])][n];
       d[m][n] = s;
     }
-}
-
-struct Tile24 {
-  int64_t rows, cols;
-  std::vector<float> dense;      // rows x cols, 2:4 along columns
-  std::vector<float> values;     // rows x cols/2 kept values
-  std::vector<uint8_t> bitmap;   // NmView layout
-};
-
-Tile24 random_24(int64_t rows, int64_t cols, std::mt19937& rng) {
-  Tile24 t{rows, cols, std::vector<float>(size_t(rows * cols), 0.f), {}, {}};
-  t.bitmap.assign(size_t(rows * bitmap_row_bytes(cols)), 0);
-  std::uniform_int_distribution<int> val(-8, 8), lane(0, 3);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; c += 4) {
-      int i = lane(rng), j = lane(rng);
-      while (j == i) j = lane(rng);
-      if (i > j) std::swap(i, j);
-      for (int l : {i, j}) {
-        const float v = float(val(rng));  // zero now and then: still a kept slot
-        t.dense[size_t(r * cols + c + l)] = v;
-        t.values.push_back(v);
-        t.bitmap[size_t(r * bitmap_row_bytes(cols) + (c + l) / 8)] |= uint8_t(1u << ((c + l) % 8));
-      }
-    }
-  return t;
 }
 
 // The whole product through the emulated instruction, tile by tile, with

@@ -150,20 +150,9 @@ void test_errors() {
 }  // namespace
 
 int main() {
-  int paths = 0;
-  for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Simde}) {
-    if (!cpu_isa_set(isa)) {
-      std::printf("ISA %s: not runnable here\n", cpu_isa_name(isa));
-      continue;
-    }
-    ++paths;
-    for (int threads : {1, 3}) {
-      cpu_set_num_threads(threads);
-      test_nm(isa);
-    }
-    std::printf("ISA %s: tested\n", cpu_isa_name(isa));
-  }
-  cpu_set_num_threads(0);
+  const int paths = on_every_isa([](CpuIsa isa) {
+    test_nm(isa);
+  });
   test_errors();
   CHECK(paths >= 1, "no ISA path ran");
   return finish("test_nm_cpu");

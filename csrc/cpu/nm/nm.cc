@@ -8,16 +8,11 @@
 #include "../common/isa_pick.h"
 #include "../thread_pool.h"
 #include "nm_isa.h"
+#include "../common/validate_fail.h"
 #include "sparsecore/ops.h"
 
 namespace sparsecore {
 namespace {
-
-template <typename... Args>
-Status fail(char* msg, int len, const char* fmt, Args... args) {
-  if (msg && len > 0) std::snprintf(msg, size_t(len), fmt, args...);
-  return Status::kInvalidArgument;
-}
 
 bool pattern_ok(const NmView& a) {
   return a.rows >= 0 && a.cols >= 0 && (a.m == 2 || a.m == 4 || a.m == 8) && a.n >= 1 && a.n < a.m &&
@@ -27,13 +22,13 @@ bool pattern_ok(const NmView& a) {
 }  // namespace
 
 Status nm_validate(const NmView& a, char* msg, int len) {
-  if (a.rows < 0 || a.cols < 0) return fail(msg, len, "N:M: negative size");
+  if (a.rows < 0 || a.cols < 0) return validation_failure(msg, len, "N:M: negative size");
   if (!(a.m == 2 || a.m == 4 || a.m == 8) || a.n < 1 || a.n >= a.m)
-    return fail(msg, len, "N:M: pattern %d:%d is not supported (m must be 2, 4 or 8 and 1 <= n < m)", a.n, a.m);
+    return validation_failure(msg, len, "N:M: pattern %d:%d is not supported (m must be 2, 4 or 8 and 1 <= n < m)", a.n, a.m);
   if (a.cols % a.m != 0)
-    return fail(msg, len, "N:M: %lld columns are not a multiple of m = %d", (long long)a.cols, a.m);
+    return validation_failure(msg, len, "N:M: %lld columns are not a multiple of m = %d", (long long)a.cols, a.m);
   if (a.rows > 0 && a.cols > 0 && (a.values == nullptr || a.bitmap == nullptr))
-    return fail(msg, len, "N:M: values or bitmap is null");
+    return validation_failure(msg, len, "N:M: values or bitmap is null");
   const int64_t stride = bitmap_row_bytes(a.cols);
   for (int64_t r = 0; r < a.rows; ++r) {
     const uint8_t* row = a.bitmap + r * stride;
@@ -41,18 +36,18 @@ Status nm_validate(const NmView& a, char* msg, int len) {
       int count = 0;
       for (int64_t c = g * a.m; c < (g + 1) * a.m; ++c) count += (row[c >> 3] >> (c & 7)) & 1;
       if (count != a.n)
-        return fail(msg, len, "N:M: row %lld, columns %lld..%lld mark %d stored values, expected exactly %d",
+        return validation_failure(msg, len, "N:M: row %lld, columns %lld..%lld mark %d stored values, expected exactly %d",
                     (long long)r, (long long)(g * a.m), (long long)((g + 1) * a.m - 1), count, a.n);
     }
     for (int64_t c = a.cols; c < stride * 8; ++c)
       if ((row[c >> 3] >> (c & 7)) & 1)
-        return fail(msg, len, "N:M: row %lld marks column %lld past the %lld columns", (long long)r, (long long)c,
+        return validation_failure(msg, len, "N:M: row %lld marks column %lld past the %lld columns", (long long)r, (long long)c,
                     (long long)a.cols);
   }
   const int64_t count = a.rows * a.values_per_row();
   for (int64_t i = 0; i < count; ++i)
     if (!std::isfinite(load_as_float(a.values, i, a.value_dtype)))
-      return fail(msg, len, "N:M: values contain NaN or Inf (at flat position %lld)", (long long)i);
+      return validation_failure(msg, len, "N:M: values contain NaN or Inf (at flat position %lld)", (long long)i);
   return Status::kOk;
 }
 

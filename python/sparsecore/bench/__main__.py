@@ -1,4 +1,5 @@
 """python -m sparsecore.bench spmm [--quick] [--json PATH] [--skip-peer P] [--shape OUTxIN] [--n N] [--sparsity S]
+python -m sparsecore.bench nm [--quick] [--json PATH]
 python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eval-tokens T] [--json PATH]"""
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", action="append", type=int, help="restrict to these N (tokens)")
     p.add_argument("--sparsity", action="append", type=float, help="restrict to these sparsities (0..1)")
     p.set_defaults(module="spmm")
+    q = sub.add_parser("nm", help="2:4 vs dense torch, numpy and CSR at 50% (Llama-7B shapes)")
+    q.add_argument("--quick", action="store_true", help="one shape, N in {1, 64}")
+    q.add_argument("--json", help="also write the results as JSON here")
+    q.set_defaults(module="nm")
     w = sub.add_parser("wanda-torchao", help="our Wanda vs torchao's WandaSparsifier on SmolLM2 (needs torchao)")
     w.add_argument("--calib-seqs", type=int, default=32)
     w.add_argument("--calib-len", type=int, default=512)
