@@ -228,9 +228,11 @@ def test_cuda_fallback_and_opcheck(gen):
     w, mask = nm_weight(24, 40, 2, 4, gen)  # 24 rows, 40 cols: off the 16 x 32 tiles
     a = NM.from_dense(w, mask=mask).to("cuda")
     assert not a.tensor_cores
+    assert not NM.from_dense(nm_weight(32, 64, 2, 4, gen)[0], dtype=torch.bfloat16).to("cuda").tensor_cores  # tiny
     x = random_dense((3, 40), gen)
     assert torch.equal(sparsecore.sparse_linear(x.cuda(), a).cpu(), reference(w, x).float())
-    w2, m2 = nm_weight(32, 64, 2, 4, gen)
+    w2, m2 = nm_weight(64, 64, 2, 4, gen)
     b = NM.from_dense(w2, mask=m2, dtype=torch.bfloat16).to("cuda")
+    assert b.tensor_cores
     args = (b.values, b.bitmap, b.mma_meta, 2, 4, 64)
     torch.library.opcheck(torch.ops.sparsecore.nm_mm, (*args, random_dense((5, 64), gen).bfloat16().cuda(), None, True))

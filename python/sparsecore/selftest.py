@@ -57,7 +57,7 @@ def _cases(device: str):
                            BSR.from_dense(wb, (4, 4), dtype=vdtype), wb, xb, bb)
     # N:M. On a GPU, 2:4 bf16/fp16 weights on 16 x 32 tiles with activations of the same
     # dtype run on sparse tensor cores (mma.sp); the other cases check the dense fallback.
-    for rows, cols, n in [(16, 32, 1), (64, 128, 64), (48, 96, 7), (130, 264, 17), (40, 1104, 70)]:
+    for rows, cols, n in [(64, 32, 1), (64, 128, 64), (128, 96, 7), (48, 96, 7), (130, 264, 17), (40, 1104, 70)]:
         w = torch.randint(-8, 9, (rows, cols), generator=gen).float() / 8
         x = (torch.randint(-8, 9, (n, cols), generator=gen).float() / 4)
         bias = torch.randint(-4, 5, (rows,), generator=gen).float()

@@ -9,6 +9,9 @@ from .._native import _C
 from ._checks import check_finite, check_shape, check_tensor, check_values_dtype
 
 SUPPORTED_M = (2, 4, 8)
+# Below one thread block of rows (4 warps x 16) the tensor-core kernel cannot fill the GPU
+# and sparse cannot win; such weights use the dense fallback.
+TENSOR_CORE_MIN_ROWS = 64
 
 
 def check_pattern(n: int, m: int) -> tuple[int, int]:
@@ -132,10 +135,12 @@ class NM:
     def _tensor_core_metadata(self) -> torch.Tensor:
         """On CUDA, 2:4 bf16/fp16 weights with rows % 16 == 0 and cols % 32 == 0 get their
         metadata in mma.sp register order (reordered once, here, as CUTLASS does); other
-        N:M weights on CUDA run through the dense fallback."""
+        N:M weights on CUDA run through the dense fallback, and so do tiny weights (fewer
+        than TENSOR_CORE_MIN_ROWS rows fill less than one thread block: the launch and the
+        decompression-free dense GEMM cost the same or less)."""
         rows, cols = self.shape
         if (self.device.type != "cuda" or (self.n, self.m) != (2, 4) or self.dtype == torch.float32
-                or rows % 16 or cols % 32 or rows == 0 or cols == 0):
+                or rows % 16 or cols % 32 or rows < TENSOR_CORE_MIN_ROWS or cols == 0):
             return torch.empty(0, dtype=torch.int32, device=self.device)
         bits = self.bitmap.cpu()
         meta = torch.empty(_C.nm24_metadata_words(rows, cols), dtype=torch.int32)
