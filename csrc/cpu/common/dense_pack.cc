@@ -98,11 +98,16 @@ bool pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* o
   static thread_local std::vector<float> buffer;
   const int64_t k = b.rows, n = b.cols;
   const int64_t tiles = (n + tile - 1) / tile;
-  // k rows + the zero row + kPadFloats zeros: full vector loads stay inside.
-  const int64_t tile_stride = (k + 1) * tile + kPadFloats;
-  const size_t need = size_t(tiles * tile_stride);
+  // k rows + the zero row + kPadFloats zeros: full vector loads stay inside. Every tile
+  // starts on a 64-byte boundary: a 32-byte load at a 16-byte offset splits across two
+  // cache lines every other time, and the SpMM kernels issue one B load per FMA
+  // (measured: 2:4 prefill 0.80 -> 1.00 vector FMAs per cycle on one Zen 3 core).
+  constexpr int64_t kAlignFloats = 16;
+  const int64_t tile_stride = ((k + 1) * tile + kPadFloats + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
+  const size_t need = size_t(tiles * tile_stride + kAlignFloats);
   if (buffer.size() < need) buffer.resize(need);
-  float* dst = buffer.data();
+  const uintptr_t raw = reinterpret_cast<uintptr_t>(buffer.data());
+  float* dst = buffer.data() + (((raw + 63) & ~uintptr_t(63)) - raw) / sizeof(float);
   out->data = dst;
   out->rows = k;
   out->n = n;
