@@ -80,6 +80,13 @@ def _unpack_bits(bitmap: torch.Tensor, cols: int) -> torch.Tensor:
     return bits.reshape(bitmap.shape[0], -1)[:, :cols].bool()
 
 
+def nm_to_dense(values: torch.Tensor, bitmap: torch.Tensor, cols: int) -> torch.Tensor:
+    """The dense (rows, cols) matrix of N:M parts (values in column order, bitmap of stored columns)."""
+    out = torch.zeros(values.shape[0], cols, dtype=values.dtype, device=values.device)
+    out[_unpack_bits(bitmap, cols)] = values.reshape(-1)
+    return out
+
+
 class NM:
     """An N:M semi-structured sparse matrix (2:4, 4:8, 1:4, 1:2, ...), validated once.
 
@@ -208,10 +215,7 @@ class NM:
         return _unpack_bits(self.bitmap, self.shape[1])
 
     def to_dense(self) -> torch.Tensor:
-        rows, cols = self.shape
-        out = torch.zeros(rows, cols, dtype=self.values.dtype, device=self.device)
-        out[self.stored_mask()] = self.values.reshape(-1)
-        return out
+        return nm_to_dense(self.values, self.bitmap, self.shape[1])
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "NM":
         """A copy on another device and/or with another value dtype (already validated: no re-check)."""
@@ -244,10 +248,6 @@ class NM:
         tensor-core metadata as well: 1.25; dense bf16: 2)."""
         rows, cols = self.shape
         return self.nbytes / max(1, rows * cols)
-
-    @property
-    def gemv_bytes(self) -> int:
-        return self.nbytes
 
     def _current_versions(self) -> tuple[int, int]:
         return (self.values._version, self.bitmap._version)

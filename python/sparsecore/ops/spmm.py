@@ -12,6 +12,7 @@ import torch
 from .._dtypes import VALUE_DTYPES, dtype_code, index_code, matrix_tuple
 from .._native import _C
 from ..formats import BSR, CSR, NM
+from ..formats.nm import nm_to_dense
 from ._library import lib
 
 # row_chunks and bitmap are the plan (bitmap: uint8, empty when the plan has none);
@@ -124,13 +125,13 @@ def _nm_run(values, bitmap, mma_meta, n, m, n_cols, dense, bias, linear, out):
         raise ValueError(f"N:M parts do not match a {rows}x{n_cols} {n}:{m} matrix")
     b, c, bias_ptr, bias_dtype = _prepare(values, dense, bias, rows, n_cols, linear, out)
     if values.device.type == "cuda":
-        _nm_run_cuda(values, bitmap, mma_meta, n, m, n_cols, dense, bias, linear, out, c, bias_ptr, bias_dtype)
+        _nm_run_cuda(values, bitmap, mma_meta, n_cols, dense, bias, linear, out, c, bias_ptr, bias_dtype)
         return
     _C.nm_spmm(rows, n_cols, n, m, values.data_ptr(), dtype_code(values.dtype, "values"), bitmap.data_ptr(), b,
                bias_ptr, bias_dtype, c)
 
 
-def _nm_run_cuda(values, bitmap, mma_meta, n, m, n_cols, dense, bias, linear, out, c, bias_ptr, bias_dtype):
+def _nm_run_cuda(values, bitmap, mma_meta, n_cols, dense, bias, linear, out, c, bias_ptr, bias_dtype):
     rows = values.shape[0]
     if mma_meta.numel() and dense.dtype == values.dtype:
         # Sparse tensor cores read B k-contiguous (x @ W.T: rows of x); copy only when it is not.
@@ -142,11 +143,7 @@ def _nm_run_cuda(values, bitmap, mma_meta, n, m, n_cols, dense, bias, linear, ou
         return
     # Dense fallback (not 2:4, fp32, shapes off the 16 x 32 tiles, or a dense operand of
     # another dtype): decompress on the GPU and use cuBLAS.
-    from ..formats.nm import _unpack_bits
-
-    w = torch.zeros(rows, n_cols, dtype=values.dtype, device=values.device)
-    w[_unpack_bits(bitmap, n_cols)] = values.reshape(-1)
-    w = w.to(dense.dtype)
+    w = nm_to_dense(values, bitmap, n_cols).to(dense.dtype)
     result = torch.nn.functional.linear(dense, w, None if bias is None else bias.to(dense.dtype)) if linear else w @ dense
     out.copy_(result)
 
