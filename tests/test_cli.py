@@ -77,3 +77,30 @@ def test_corrupted_and_mismatched_files(tiny_model_dir, tmp_path, capsys):
     json.dump(cfg, open(os.path.join(out, "config.json"), "w"))
     assert main(["eval", "--model", out, *EVAL]) == 2
     assert "in the file but" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["teal", "wina", "rsparse"])
+def test_activate_pruned_model_then_eval(tiny_model_dir, tmp_path, method, capsys):
+    pruned = os.path.join(tmp_path, "pruned")
+    assert main(["prune", "--model", tiny_model_dir, "--method", "magnitude", "--output", pruned]) == 0
+    out = os.path.join(tmp_path, "activated")
+    assert main(["activate", "--model", pruned, "--method", method, "--sparsity", "0.4", "--calib-seqs", "2",
+                 "--calib-len", "32", "--generations", "1", "--population", "4", "--output", out]) == 0
+    assert "calibrated activation sparsity" in capsys.readouterr().out
+    import json
+
+    with open(os.path.join(out, "sparsecore.json")) as fh:
+        recipe = json.load(fh)
+    assert recipe["activation"]["method"] == method and recipe["pruning"]["method"] == "magnitude"
+    assert main(["eval", "--model", out, *EVAL]) == 0
+    assert "perplexity" in capsys.readouterr().out
+
+
+def test_activate_bad_input(tiny_model_dir, tmp_path, capsys):
+    out = os.path.join(tmp_path, "out")
+    base = ["activate", "--model", tiny_model_dir, "--output", out]
+    assert main([*base, "--sparsity", "1.5"]) == 2
+    assert "sparsity" in capsys.readouterr().err
+    assert main([*base, "--population", "0"]) == 2
+    assert main([*base, "--method", "rsparse", "--population", "2"]) == 2
+    assert not os.path.exists(out)

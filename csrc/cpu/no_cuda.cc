@@ -10,6 +10,10 @@ Status csr_spmm_cuda(const CsrView&, const MatrixView&, const Epilogue&, const M
 Status nm24_spmm_cuda(const Nm24View&, const MatrixView&, const Epilogue&, const MatrixView&, void*) {
   return Status::kUnsupported;
 }
+Status act_linear_cuda(const ActWeightView&, const ActSelect&, const MatrixView&, const Epilogue&,
+                       const MatrixView&, void*) {
+  return Status::kUnsupported;
+}
 bool cuda_compiled() { return false; }
 const char* cuda_archs_compiled() { return ""; }
 int cuda_device_count() { return 0; }

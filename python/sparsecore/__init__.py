@@ -19,12 +19,13 @@ import sys as _sys
 if "torch" not in _sys.modules and not _os.environ.get("SPARSECORE_KEEP_OMP_POLICY"):
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import nn, pruning
+from . import activation, nn, pruning
 from .formats import BSR, CSR, NM
 from .ops import sparse_linear, spmm
 from .serialization import load_sparse, save_sparse
 from .sparsify import (BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, SparsifyReport, WandaConfig,
                        select_kernels_, sparsify_)
+from .activation import ActSparseLinear, RSparseConfig, TEALConfig, WINAConfig
 from .runtime import (
     available_cpu_isas,
     cpu_isa,
@@ -37,6 +38,11 @@ from .runtime import (
 
 __all__ = [
     "nn",
+    "activation",
+    "ActSparseLinear",
+    "TEALConfig",
+    "WINAConfig",
+    "RSparseConfig",
     "pruning",
     "NM",
     "CSR",

@@ -1,7 +1,7 @@
 """python -m sparsecore.selftest: every compiled kernel against an independent float64 reference.
 
-Runs the CPU kernels on every ISA path this CPU can execute and, when a GPU is visible,
-the CUDA kernels; prints a pass/fail table and exits non-zero on any failure. With
+Runs the CPU kernels (CSR, BSR, N:M, activation-sparse) on every ISA path this CPU can
+execute and, when a GPU is visible, the CUDA kernels; prints a pass/fail table and exits non-zero on any failure. With
 ``--bench`` it also times the GPU kernels against dense torch (cuBLAS) on the GPU.
 """
 
@@ -70,6 +70,35 @@ def _cases(device: str):
                     yield (f"nm{nm[0]}:{nm[1]}{core} {rows}x{cols} n={n}", vdtype, xdtype, a, wn, x, bias)
 
 
+def _act_cases(device: str):
+    """Activation-sparse linear: (name, run() -> result on CPU, float64 reference)."""
+    from .activation import act_sparse_linear, pack_weight, pack_weight_sparse, reference_act_linear
+
+    gen = torch.Generator().manual_seed(3)
+    for out_f, in_f, n in [(7, 96, 1), (33, 333, 5), (130, 257, 17), (2100, 40, 2), (64, 1100, 3)]:
+        w = torch.randint(-8, 9, (out_f, in_f), generator=gen).float() / 8
+        w[torch.rand(out_f, in_f, generator=gen) < 0.4] = 0
+        x = torch.randint(-8, 9, (n, in_f), generator=gen).float() / 4  # |x| in steps of 0.25
+        scale = torch.randint(1, 4, (in_f,), generator=gen).float()
+        bias = torch.randint(-4, 5, (out_f,), generator=gen).float()
+        for dtype in _VALUE_DTYPES:
+            packed = pack_weight(w.to(dtype)).to(device)
+            runs = pack_weight_sparse(w.to(dtype)) if device == "cpu" else None
+            xd, bd, sd = x.to(device, dtype), bias.to(device, dtype), scale.to(device)
+            for t, sc, comp in [(0.3, None, False), (0.6, sd, False), (0.3, None, True)]:
+                want = reference_act_linear(x.to(dtype), w.to(dtype), t, scale=None if sc is None else scale,
+                                            bias=bias.to(dtype), complement=comp)
+                yield (f"act {out_f}x{in_f} n={n} {str(dtype)[6:]} t={t}{' wina' if sc is not None else ''}"
+                       f"{' complement' if comp else ''}",
+                       lambda t=t, sc=sc, comp=comp: act_sparse_linear(xd, packed, out_f, t, scale=sc, bias=bd,
+                                                                      complement=comp).cpu(), want)
+                if runs is not None:
+                    yield (f"act+weight-sparse {out_f}x{in_f} n={n} {str(dtype)[6:]} t={t}",
+                           lambda t=t, sc=sc, comp=comp: act_sparse_linear(
+                               xd, runs[0], out_f, t, scale=sc, bias=bd, complement=comp, sparse_runs=runs[1:],
+                               in_features=in_f), want)
+
+
 def _check(device: str, isa: str | None, rows_out: list) -> bool:
     ok = True
     failures = 0
@@ -87,6 +116,13 @@ def _check(device: str, isa: str | None, rows_out: list) -> bool:
             failures += 1
             ok = False
             print(f"  FAIL {device} {isa or ''} {name} values={vdtype} x={xdtype}: max error {err}")
+    for name, run_case, want in _act_cases(device):
+        err = _max_error(run_case(), want)
+        count += 1
+        if err != 0.0:
+            failures += 1
+            ok = False
+            print(f"  FAIL {device} {isa or ''} {name}: max error {err}")
     rows_out.append((device, isa or "-", count, failures, time.perf_counter() - t0))
     return ok
 
@@ -123,6 +159,24 @@ def _bench_gpu_nm() -> None:
                 t_sparse = _time_cuda(lambda: sparse_linear(x, a))
                 print(f"{rows:>7}x{cols:<8} {n:>5} {str(dtype)[6:]:>9} {t_dense:>9.3f} {t_sparse:>9.3f} "
                       f"{t_dense / t_sparse:>7.2f}x")
+
+
+def _bench_gpu_act() -> None:
+    from .activation import act_sparse_linear, pack_weight
+
+    print("\nGPU timing: sparsecore activation-sparse linear (50% of inputs dropped) vs dense torch (cuBLAS)")
+    print(f"{'shape':>16} {'n':>5} {'dtype':>9} {'dense ms':>9} {'act ms':>9} {'speedup':>8}")
+    gen = torch.Generator().manual_seed(4)
+    for rows, cols in [(4096, 4096), (11008, 4096), (4096, 11008)]:
+        for n in (1, 4, 16):
+            for dtype in (torch.float16, torch.bfloat16):
+                w = torch.randn(rows, cols, generator=gen).to("cuda", dtype)
+                packed = pack_weight(w)
+                x = torch.randn(n, cols, generator=gen).to("cuda", dtype)
+                t_dense = _time_cuda(lambda: torch.nn.functional.linear(x, w))
+                t_act = _time_cuda(lambda: act_sparse_linear(x, packed, rows, 0.6745))  # median of |N(0,1)|
+                print(f"{rows:>7}x{cols:<8} {n:>5} {str(dtype)[6:]:>9} {t_dense:>9.3f} {t_act:>9.3f} "
+                      f"{t_dense / t_act:>7.2f}x")
 
 
 def _time_cuda(fn, reps: int = 50) -> float:
@@ -163,6 +217,7 @@ def run(bench: bool = False) -> int:
     if bench and gpu:
         _bench_gpu()
         _bench_gpu_nm()
+        _bench_gpu_act()
     print("\nselftest", "PASSED" if ok else "FAILED")
     return 0 if ok else 1
 

@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 
@@ -30,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .activation import ActSparseLinear, PrefillPolicy
 from .formats import BSR, CSR, NM
 from .nn import SparseLinear
 
@@ -61,13 +63,35 @@ def _csr_mask(w: CSR) -> np.ndarray:
     return mask
 
 
+def _act_tensors(name: str, module: ActSparseLinear) -> tuple[dict, dict]:
+    """An activation-sparse layer: its dense weight plus the recipe (threshold, scale, low rank)."""
+    parts = {f"{name}.weight": module.weight}
+    if module.scale is not None:
+        parts[f"{name}.act_scale"] = module.scale
+    if module.rank:
+        down, up = module.lowrank_factors()
+        parts[f"{name}.lowrank_down"] = down
+        parts[f"{name}.lowrank_up"] = up
+    info = {"format": "act", "shape": [module.out_features, module.in_features], "method": module.method,
+            "threshold": module.threshold, "target_sparsity": module.target_sparsity, "rank": module.rank,
+            "scale": module.scale is not None, "weight_sparse": module.weight_sparse,
+            "prefill": {"mode": module.prefill.mode, "dense_fraction": module.prefill.dense_fraction}}
+    return parts, info
+
+
 def save_sparse(model: nn.Module, path: str) -> None:
-    """Write ``model``'s state with every :class:`SparseLinear` weight in compressed form."""
+    """Write ``model``'s state with every :class:`SparseLinear` weight in compressed form
+    and every :class:`ActSparseLinear` with its activation-sparsity recipe."""
     from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, dict] = {}
     for name, module in model.named_modules():
+        if isinstance(module, ActSparseLinear):
+            parts, info = _act_tensors(name, module)
+            tensors.update(parts)
+            layers[name] = info
+            continue
         if not isinstance(module, SparseLinear):
             continue
         w = module.weight
@@ -148,9 +172,46 @@ def _take(tensors: dict, key: str, path: str) -> torch.Tensor:
         raise ValueError(f"{path}: missing tensor {key!r}") from None
 
 
+def _build_act(name: str, info: dict, tensors: dict, path: str, rows: int, cols: int) -> dict:
+    """The checked arguments of an :class:`ActSparseLinear` (built once everything is validated)."""
+    weight = _take(tensors, f"{name}.weight", path)
+    if tuple(weight.shape) != (rows, cols):
+        raise ValueError(f"{path}: {name}.weight has shape {tuple(weight.shape)}, expected {(rows, cols)}")
+    try:
+        threshold = float(info["threshold"])
+        target = info.get("target_sparsity")
+        target = None if target is None else float(target)
+        rank = int(info["rank"])
+        prefill = PrefillPolicy(str(info["prefill"]["mode"]), float(info["prefill"]["dense_fraction"]))
+        method = str(info["method"])
+        has_scale = bool(info["scale"])
+        weight_sparse = bool(info.get("weight_sparse", False))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: malformed activation-sparsity metadata for {name}: {exc}") from exc
+    if math.isnan(threshold):
+        raise ValueError(f"{path}: {name} has a NaN threshold")
+    scale = _take(tensors, f"{name}.act_scale", path) if has_scale else None
+    if scale is not None and (tuple(scale.shape) != (cols,) or not torch.isfinite(scale).all() or (scale < 0).any()):
+        raise ValueError(f"{path}: {name}.act_scale must hold {cols} finite non-negative values")
+    lowrank = None
+    if rank:
+        down = _take(tensors, f"{name}.lowrank_down", path)
+        up = _take(tensors, f"{name}.lowrank_up", path)
+        if tuple(down.shape) != (rank, cols) or tuple(up.shape) != (rows, rank):
+            raise ValueError(f"{path}: {name} low-rank factors have shapes {tuple(down.shape)} and {tuple(up.shape)}, "
+                             f"expected {(rank, cols)} and {(rows, rank)}")
+        lowrank = (down, up)
+    if not torch.isfinite(weight).all():
+        raise ValueError(f"{path}: {name}.weight contains NaN or Inf")
+    return {"weight": weight, "threshold": threshold, "scale": scale, "lowrank": lowrank, "prefill": prefill,
+            "method": method, "target_sparsity": target, "weight_sparse": weight_sparse}
+
+
 def _build_weight(name: str, info: dict, tensors: dict, path: str):
     key = f"{name}.weight"
     rows, cols = (int(v) for v in info["shape"])
+    if info["format"] == "act":
+        return _build_act(name, info, tensors, path, rows, cols)
     if info["format"] == "csr" and info["encoding"] == "bitmap":
         bits = _take(tensors, f"{key}.bitmap", path)
         values = _take(tensors, f"{key}.values", path)
@@ -212,7 +273,7 @@ def load_sparse(model: nn.Module, path: str) -> nn.Module:
             module = model.get_submodule(name)
         except AttributeError:
             raise ValueError(f"{path}: the model has no layer {name!r}") from None
-        if not isinstance(module, (nn.Linear, SparseLinear)):
+        if not isinstance(module, (nn.Linear, SparseLinear, ActSparseLinear)):
             raise ValueError(f"{path}: layer {name!r} is a {type(module).__name__}, not a linear layer")
         shape = (module.out_features, module.in_features)
         if tuple(info["shape"]) != shape:
@@ -223,8 +284,15 @@ def load_sparse(model: nn.Module, path: str) -> nn.Module:
     for name, weight in built.items():
         module = model.get_submodule(name)
         has_bias = module.bias is not None
-        bias = torch.zeros(weight.shape[0], dtype=weight.dtype) if has_bias else None
         parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, SparseLinear(weight, bias))
+        if isinstance(weight, dict):  # activation sparsity: the bias comes with load_state_dict below
+            args = dict(weight)
+            w = args.pop("weight")
+            bias = torch.zeros(w.shape[0], dtype=w.dtype) if has_bias else None
+            new = ActSparseLinear(w, bias, args.pop("threshold"), **args)
+        else:
+            bias = torch.zeros(weight.shape[0], dtype=weight.dtype) if has_bias else None
+            new = SparseLinear(weight, bias)
+        setattr(model.get_submodule(parent) if parent else model, child, new)
     model.load_state_dict(tensors, strict=True)
     return model

@@ -265,10 +265,16 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     only inside the model's blocks).
 
     Returns a :class:`SparsifyReport` (one line per layer: sparsity reached, format chosen,
-    measured dense and sparse time at ``config.tune_tokens`` tokens).
+    measured dense and sparse time at ``config.tune_tokens`` tokens). Activation-sparsity
+    configs (:class:`TEALConfig`, :class:`WINAConfig`, :class:`RSparseConfig`) replace the
+    linears by :class:`ActSparseLinear` and return an ``ActivationReport``.
     """
+    from .activation import ACTIVATION_CONFIGS, sparsify_activations_
+
+    if isinstance(config, ACTIVATION_CONFIGS):
+        return sparsify_activations_(model, config, filter_fn)
     if type(config) not in MASK_HANDLERS and type(config) not in CALIBRATED_METHODS:
-        known = [c.__name__ for c in (*MASK_HANDLERS, *CALIBRATED_METHODS)]
+        known = [c.__name__ for c in (*MASK_HANDLERS, *CALIBRATED_METHODS, *ACTIVATION_CONFIGS)]
         raise TypeError(f"unsupported config {type(config).__name__}; expected one of {', '.join(known)}")
     if config.format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {config.format!r}")

@@ -41,6 +41,26 @@ Status csr_spmm_cpu(const CsrView& a, const MatrixView& b, const Epilogue& ep, c
 Status bsr_spmm_cpu(const BsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
 Status nm_spmm_cpu(const NmView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
 
+// Activation-sparse linear: y = (x * m) @ W.T (+ bias[o]), with m the
+// channels act_selected picks in each row of x (N x in, any strides, the
+// weight's dtype); y is N x out, any strides, x's dtype. The thresholding
+// runs inside the call: x is read once, the weight only at active channels.
+// kNonFinite when x holds NaN or Inf (a NaN must never pass as "small").
+Status act_linear_cpu(const ActWeightView& w, const ActSelect& sel, const MatrixView& x, const Epilogue& ep,
+                      const MatrixView& y);
+// Packs W (out x in, any strides, dtype = packed dtype) into the
+// column-blocked layout; packed holds act_packed_elements(out, in) values.
+Status act_pack_weight(const MatrixView& w, void* packed);
+// Weight-sparse runs (ActWeightView::bitmap) from W's nonzeros: the number of
+// values to store, then the packing into values (act_bitmap_values(w) +
+// kActValuePad elements of W's dtype), bitmap (in * act_bitmap_row_bytes(out)
+// + 2 bytes) and offsets (in * act_offset_slots(out) int64).
+int64_t act_bitmap_values(const MatrixView& w);
+Status act_pack_bitmap(const MatrixView& w, uint8_t* bitmap, int64_t* offsets, void* values);
+// The same product on the GPU (device pointers; scale, if any, on the device).
+Status act_linear_cuda(const ActWeightView& w, const ActSelect& sel, const MatrixView& x, const Epilogue& ep,
+                       const MatrixView& y, void* stream);
+
 // CUDA entry point (kUnsupported in builds without CUDA). All pointers are
 // device pointers; stream is a cudaStream_t passed as void* so that this
 // header stays free of CUDA headers.

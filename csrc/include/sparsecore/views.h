@@ -92,4 +92,30 @@ struct Nm24View {
   const uint32_t* metadata = nullptr;
 };
 
+// Activation-sparse linear: the weight W (out x in) packed as one run per
+// input channel (act_layout.h), in its value dtype.
+//
+// With bitmap set the weight is also weight-sparse (pruned): run j keeps only
+// its nonzeros, in output order, flagged by bitmap row j (act_bitmap_row_bytes
+// bytes, bit o = W[o, j] stored), and offsets[j * act_offset_slots(out) + s]
+// is where in values the stored entries of outputs >= s * kActOffsetStride of
+// run j begin. Both sparsities then cut the bytes read: an active channel
+// costs 1 bit per output plus its stored values.
+struct ActWeightView {
+  int64_t out = 0;
+  int64_t in = 0;
+  const void* values = nullptr;
+  DType value_dtype = DType::kFloat32;
+  const uint8_t* bitmap = nullptr;
+  const int64_t* offsets = nullptr;
+};
+
+// Which input channels take part (act_selected): per call, not per weight, so
+// one packed weight serves any threshold. scale is null or has `in` floats.
+struct ActSelect {
+  float threshold = 0.f;
+  const float* scale = nullptr;
+  bool complement = false;
+};
+
 }  // namespace sparsecore

@@ -1,5 +1,7 @@
 """python -m sparsecore.bench spmm [--quick] [--json PATH] [--skip-peer P] [--shape OUTxIN] [--n N] [--sparsity S]
 python -m sparsecore.bench nm [--quick] [--json PATH]
+python -m sparsecore.bench activation [--quick] [--no-decode] [--json PATH]
+python -m sparsecore.bench activation-quality [--targets 0.3,0.4,0.5,0.6] [--json PATH]
 python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eval-tokens T] [--json PATH]"""
 
 from __future__ import annotations
@@ -23,6 +25,21 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--quick", action="store_true", help="one shape, N in {1, 64}")
     q.add_argument("--json", help="also write the results as JSON here")
     q.set_defaults(module="nm")
+    a = sub.add_parser("activation", help="activation-sparse kernels vs dense torch, numpy and torch gather; "
+                                          "composition with weight sparsity; 7B-shaped decode")
+    a.add_argument("--quick", action="store_true", help="one shape, N = 1, short decode")
+    a.add_argument("--no-decode", action="store_true", help="skip the Llama-7B-shaped decode table")
+    a.add_argument("--json", help="also write the results as JSON here")
+    a.set_defaults(module="activation")
+    aq = sub.add_parser("activation-quality", help="SmolLM2 perplexity: dense vs TEAL vs WINA vs R-Sparse")
+    aq.add_argument("--targets", default="0.3,0.4,0.5,0.6", help="model-wide sparsities, comma-separated")
+    aq.add_argument("--eval-tokens", type=int, default=8192)
+    aq.add_argument("--calib-seqs", type=int, default=16)
+    aq.add_argument("--calib-len", type=int, default=512)
+    aq.add_argument("--generations", type=int, default=4, help="R-Sparse search generations")
+    aq.add_argument("--population", type=int, default=8, help="R-Sparse search population")
+    aq.add_argument("--json", help="also write the results as JSON here")
+    aq.set_defaults(module="activation_quality")
     w = sub.add_parser("wanda-torchao", help="our Wanda vs torchao's WandaSparsifier on SmolLM2 (needs torchao)")
     w.add_argument("--calib-seqs", type=int, default=32)
     w.add_argument("--calib-len", type=int, default=512)

@@ -1,4 +1,4 @@
-"""The ``sparsecore`` command line: info, selftest, bench, prune, eval, demo."""
+"""The ``sparsecore`` command line: info, selftest, bench, prune, activate, eval, demo."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import demo, evaluate, prune
+    from . import activate, demo, evaluate, prune
 
     parser = argparse.ArgumentParser(prog="sparsecore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_bench.add_argument("rest", nargs=argparse.REMAINDER)
     p_bench.set_defaults(fn=lambda a: __import__("sparsecore.bench.__main__", fromlist=["main"]).main(a.rest))
     prune.add_arguments(sub.add_parser("prune", help="prune a model and save it compressed"))
+    activate.add_arguments(sub.add_parser("activate", help="add activation sparsity (TEAL, WINA, R-Sparse) and save"))
     evaluate.add_arguments(sub.add_parser("eval", help="perplexity and prefill/decode tokens/s of a model"))
     demo.add_arguments(sub.add_parser("demo", help="end-to-end: prune SmolLM2 several ways, compare, report"))
     return parser

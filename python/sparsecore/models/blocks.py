@@ -15,7 +15,11 @@ KNOWN_BLOCK_PATHS = ("model.layers", "model.decoder.layers", "transformer.h", "g
 
 
 def _has_linear(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.Linear) for m in module.modules())
+    """Whether ``module`` holds linear layers: dense, pruned (SparseLinear) or activation-sparse."""
+    from ..activation.linear import ActSparseLinear
+    from ..nn import SparseLinear
+
+    return any(isinstance(m, (nn.Linear, SparseLinear, ActSparseLinear)) for m in module.modules())
 
 
 def find_blocks(model: nn.Module) -> tuple[str, list[nn.Module]]:

@@ -1,0 +1,4 @@
+// Activation-sparse kernels compiled for the avx2 path (per-source flags in CMake).
+#define SPARSECORE_ISA_AVX2 1
+#define SPARSECORE_ISA_NS avx2
+#include "act_kernels.inc"
