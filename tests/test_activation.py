@@ -301,7 +301,7 @@ def test_sparsify_teal_wina(gen, config_cls, allocation):
                                                     prefill=PrefillPolicy("sparse"), progress=False))
     layers = [m for m in model.modules() if isinstance(m, ActSparseLinear)]
     assert len(layers) == 21 and isinstance(model.lm_head, torch.nn.Linear)  # lm_head (tied) left alone
-    assert abs(report.achieved - 0.5) < 0.03
+    assert abs(report.achieved - 0.5) < 1e-6
     # Thresholds calibrated on one text reach about the target on another.
     assert abs(measured_sparsity(model, held_out) - 0.5) < 0.08
     qkv = {m.target_sparsity for n, m in model.named_modules() if n.startswith("model.layers.0.self_attn.")

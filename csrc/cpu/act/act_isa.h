@@ -10,13 +10,17 @@ namespace sparsecore::cpu {
 
 // Rows of x that share one channel list in union mode.
 constexpr int kActUnionRows = 2;
-// Outputs per pass: the partial sums of a pass (rows x kActOutChunk fp32)
-// stay in L1 while the runs of the listed channels stream through.
+// Outputs per pass: at most kActOutChunk, fewer when many row groups would
+// push the partial sums of a pass (rows x width fp32) past kActPartBytes; they
+// stay in cache while the runs of the listed channels stream through.
 constexpr int64_t kActOutChunk = 2048;
+constexpr int64_t kActPartBytes = 128 * 1024;
 static_assert(kActOutChunk % kActOffsetStride == 0, "passes start where runs have value offsets");
-// Channels per pass: their pieces of the runs (at most 256 x 1 KiB bf16)
-// stay in L2 while every row group reads them.
-constexpr int64_t kActChunk = 256;
+// With several row groups, a pass walks the channels in chunks whose pieces
+// of the runs (chunk x pass width x value size) fit this L2 budget, so that
+// every group after the first reads them from L2, not DRAM. One group (decode)
+// walks all channels in one go.
+constexpr int64_t kActChunkBytes = 192 * 1024;
 // How many channels ahead in a list the kernels prefetch the start of a run;
 // the dispatcher pads every list with this many readable entries.
 constexpr int kActPrefetchAhead = 8;

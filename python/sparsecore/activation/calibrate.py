@@ -114,7 +114,8 @@ def greedy_levels(block: nn.Module, inputs: list, stats: dict[str, LayerStats], 
     increases the block's output error least per parameter it adds to the budget, until
     the parameter-weighted sparsity of the
     block reaches the largest target. Returns, for each target, the levels (per linear) of
-    the first point on that path that reaches it.
+    the first point on that path that reaches it, with the last raise trimmed so that the
+    block's parameter-weighted sparsity is exactly the target.
     """
     with torch.no_grad():
         dense_out = [_block_output(block(*a, **k)).to(torch.float64) for a, k in inputs]
@@ -140,17 +141,24 @@ def greedy_levels(block: nn.Module, inputs: list, stats: dict[str, LayerStats], 
 
     levels = {g: 0.0 for g in groups}
     error = 0.0
+    last = None  # the group the last step raised
     reached: dict[float, dict[str, float]] = {}
     pending = sorted(targets)
     while pending:
         average = sum(levels[g] * params[g] for g in groups) / total
         while pending and average >= pending[0] - 1e-9:
-            reached[pending.pop(0)] = per_linear(levels)
+            # The last step overshot by up to step * its group's share: give the excess
+            # back on that group, so the block sits exactly on the target.
+            exact = dict(levels)
+            if last is not None:
+                exact[last] = max(0.0, levels[last] - (average - pending[0]) * total / params[last])
+            reached[pending.pop(0)] = per_linear(exact)
         if not pending:
             break
         # The raise that costs the least error per parameter it sparsifies: a step on
         # gate/up buys four times the budget of a step on o_proj.
         best = None
+        previous = levels
         for g in groups:
             if levels[g] + step > max_level + 1e-9:
                 continue
@@ -162,6 +170,7 @@ def greedy_levels(block: nn.Module, inputs: list, stats: dict[str, LayerStats], 
         if best is None:
             raise ValueError(f"cannot reach block sparsity {pending[0]:.2f} with every group at most {max_level}")
         _, error, levels = best
+        last = max(groups, key=lambda g: levels[g] - previous[g])
     return reached
 
 

@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_eval_arguments(p, 8192)
     p.add_argument("--llama7b-layers", type=int, default=2,
                    help="Llama-7B-shaped decoder layers for the decode-speed table (0 skips it; default 2)")
+    p.add_argument("--activation", choices=["teal", "wina", "rsparse", "none"], default="teal",
+                   help="also run activation sparsity on the dense model (default teal, greedy allocation)")
+    p.add_argument("--activation-sparsity", type=float, default=0.5, help="its model-wide target (default 0.5)")
     p.add_argument("--out-dir", default="demo-report", help="where report.md, results.json, tradeoff.png go")
     p.add_argument("--quick", action="store_true", help="small slices: 8 x 256 calibration, 2048 eval tokens")
     p.set_defaults(fn=run)
@@ -42,12 +45,15 @@ def run(args) -> int:
         raise ValueError("need at least one method and one pattern")
     check_positive(calib_seqs=args.calib_seqs, calib_len=args.calib_len, eval_tokens=args.eval_tokens,
                    window=args.window, prompt_tokens=args.prompt_tokens, decode_tokens=args.decode_tokens)
+    if not 0.0 <= args.activation_sparsity < 1.0:
+        raise ValueError(f"--activation-sparsity must be in [0, 1), got {args.activation_sparsity}")
     if args.llama7b_layers < 0:
         raise ValueError(f"--llama7b-layers must be >= 0, got {args.llama7b_layers}")
     set_threads(args.threads)
     settings = DemoSettings(methods=methods, patterns=patterns, allocation=args.allocation,
                             calib_seqs=args.calib_seqs, calib_len=args.calib_len, eval_tokens=args.eval_tokens,
                             window=args.window, prompt_tokens=args.prompt_tokens, decode_tokens=args.decode_tokens,
-                            llama7b_layers=args.llama7b_layers, out_dir=args.out_dir)
+                            llama7b_layers=args.llama7b_layers, activation=args.activation,
+                            activation_sparsity=args.activation_sparsity, out_dir=args.out_dir)
     run_demo(settings)
     return 0
