@@ -16,7 +16,8 @@ from sparsecore.activation import (ActSparseLinear, PrefillPolicy, RSparseConfig
 from sparsecore.pruning.masks import nm_mask
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-SHAPES = [(1, 1, 1), (31, 7, 1), (33, 300, 2), (70, 257, 3), (2100, 40, 2), (37, 513, 16), (64, 64, 5)]
+SHAPES = [(1, 1, 1), (31, 7, 1), (33, 300, 2), (70, 257, 3), (2100, 40, 2), (37, 513, 16), (64, 64, 5),
+          (600, 90, 70)]  # many rows: narrower passes and L2-sized channel chunks
 
 
 def integer_case(out_f, in_f, rows, gen, dtype):

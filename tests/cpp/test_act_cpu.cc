@@ -120,7 +120,8 @@ void run_case(const Case& c, std::mt19937& rng) {
 
 void test_all_cases(std::mt19937& rng) {
   const int64_t shapes[][3] = {{1, 1, 1},   {31, 7, 1},   {33, 300, 2},  {70, 257, 3},
-                               {64, 600, 5}, {2100, 40, 2}, {37, 513, 8}, {96, 64, 16}};
+                               {64, 600, 5}, {2100, 40, 2}, {37, 513, 8}, {96, 64, 16},
+                               {2100, 70, 41}};  // many rows: narrower passes, chunked channels
   const DType types[] = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
   int i = 0;
   for (const auto& sh : shapes)
