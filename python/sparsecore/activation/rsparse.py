@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..models.blocks import find_blocks
-from .calibrate import LayerStats, keep_mask
+from .calibrate import LayerStats, group_of, keep_mask
 from .linear import dense_weight
 
 
@@ -87,8 +87,6 @@ class _RSparseHooks:
 
 def search_units(stats: dict[str, LayerStats], prefix: str) -> dict[str, int]:
     """The search's unit of every linear: one per (block, TEAL group), in model order."""
-    from .calibrate import group_of
-
     units: dict[tuple[int, str], int] = {}
     unit_of = {}
     for name in stats:
