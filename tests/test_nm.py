@@ -212,13 +212,14 @@ cuda = pytest.mark.skipif(not (torch.cuda.is_available() and sparsecore.info()["
 
 @cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("n_tok", [1, 7, 64])
-def test_cuda_tensor_cores_exact(dtype, n_tok, gen):
-    w, mask = nm_weight(80, 160, 2, 4, gen)
+@pytest.mark.parametrize("n_tok", [1, 7, 17, 64, 130])
+@pytest.mark.parametrize("rows,cols", [(80, 160), (80, 192), (144, 320)])  # k % 64 == 0: tiled kernel above 16 tokens
+def test_cuda_tensor_cores_exact(dtype, n_tok, rows, cols, gen):
+    w, mask = nm_weight(rows, cols, 2, 4, gen)
     a = NM.from_dense(w, mask=mask, dtype=dtype).to("cuda")
     assert a.tensor_cores
-    x = random_dense((n_tok, 160), gen).to(dtype)
-    bias = random_dense((80,), gen).to(dtype)
+    x = random_dense((n_tok, cols), gen).to(dtype)
+    bias = random_dense((rows,), gen).to(dtype)
     got = sparsecore.sparse_linear(x.cuda(), a, bias.cuda()).cpu()
     assert torch.equal(got, reference(w, x.float(), bias.float()).to(dtype))
 

@@ -57,7 +57,10 @@ def _cases(device: str):
                            BSR.from_dense(wb, (4, 4), dtype=vdtype), wb, xb, bb)
     # N:M. On a GPU, 2:4 bf16/fp16 weights on 16 x 32 tiles with activations of the same
     # dtype run on sparse tensor cores (mma.sp); the other cases check the dense fallback.
-    for rows, cols, n in [(64, 32, 1), (64, 128, 64), (128, 96, 7), (48, 96, 7), (130, 264, 17), (40, 1104, 70)]:
+    # More than 16 columns with k a multiple of 64 take the tiled (cp.async) kernel:
+    # (80, 320, 40) and (144, 192, 130) with partial row and column blocks.
+    for rows, cols, n in [(64, 32, 1), (64, 128, 64), (128, 96, 7), (48, 96, 7), (130, 264, 17), (40, 1104, 70),
+                          (80, 320, 40), (144, 192, 130)]:
         w = torch.randint(-8, 9, (rows, cols), generator=gen).float() / 8
         x = (torch.randint(-8, 9, (n, cols), generator=gen).float() / 4)
         bias = torch.randint(-4, 5, (rows,), generator=gen).float()

@@ -76,9 +76,11 @@ int main() {
   }
   std::mt19937 rng(11);
   for (DType dt : {DType::kBFloat16, DType::kFloat16})
-    for (int64_t n : {1, 5, 8, 40, 64}) {
+    for (int64_t n : {1, 5, 8, 16, 17, 40, 64, 130}) {
       run(16, 32, n, dt, rng);
       run(80, 160, n, dt, rng);
+      run(80, 192, n, dt, rng);   // n > 16: the tiled kernel, a partial row block
+      run(144, 320, n, dt, rng);  // five k stages through three buffers
     }
   return finish("test_cuda_nm24");
 }

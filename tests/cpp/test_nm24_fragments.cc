@@ -8,7 +8,11 @@
 #include <random>
 #include <vector>
 
+#include <cstring>
+
 #include "../../csrc/cuda/nm/nm24_fragments.h"
+#include "../../csrc/cuda/nm/nm24_tiles.h"
+#include "sparsecore/dtypes.h"
 #include "random_24.h"
 #include "sparsecore/ops.h"
 #include "test_harness.h"
@@ -77,25 +81,27 @@ void test_product(int64_t rows, int64_t cols, int64_t n, std::mt19937& rng) {
   int bad = 0;
   for (int64_t tm = 0; tm < rows / kTileM; ++tm)
     for (int64_t n0 = 0; n0 < n; n0 += kTileN) {
-      double acc[kTileM][kTileN] = {};
-      for (int64_t tk = 0; tk < k_tiles; ++tk) {
-        LaneRegs lanes[32];
-        for (int lane = 0; lane < 32; ++lane) {
-          for (int reg = 0; reg < 4; ++reg)
-            for (int half = 0; half < 2; ++half) {
-              const Coord ea = a_fragment(lane, reg, half);
-              lanes[lane].a[reg * 2 + half] =
-                  a.values[size_t((tm * kTileM + ea.row) * (cols / 2) + tk * (kTileK / 2) + ea.col)];
-              const Coord eb = b_fragment(lane, reg, half);
-              const int64_t col = n0 + eb.col;
-              lanes[lane].b[reg * 2 + half] = col < n ? x[size_t(col * cols + tk * kTileK + eb.row)] : 0.f;
-            }
-          lanes[lane].e = holds_metadata(lane) ? meta[size_t(metadata_index(tm, tk, k_tiles, lane))] : 0u;
+      double acc[kTileM][kTileN] = {};  // the warps' partial sums, added as the kernel adds them
+      for (int w = 0; w < Nm24Config::kWarps; ++w) {
+        for (int64_t tk = first_k_tile(w); tk < k_tiles; tk += kKTileStep) {
+          LaneRegs lanes[32];
+          for (int lane = 0; lane < 32; ++lane) {
+            for (int reg = 0; reg < 4; ++reg)
+              for (int half = 0; half < 2; ++half) {
+                const Coord ea = a_fragment(lane, reg, half);
+                lanes[lane].a[reg * 2 + half] =
+                    a.values[size_t((tm * kTileM + ea.row) * (cols / 2) + tk * (kTileK / 2) + ea.col)];
+                const Coord eb = b_fragment(lane, reg, half);
+                const int64_t col = n0 + eb.col;
+                lanes[lane].b[reg * 2 + half] = col < n ? x[size_t(col * cols + tk * kTileK + eb.row)] : 0.f;
+              }
+            lanes[lane].e = holds_metadata(lane) ? meta[size_t(metadata_index(tm, tk, k_tiles, lane))] : 0u;
+          }
+          double d[kTileM][kTileN];
+          emulate_mma_sp(lanes, d);
+          for (int m = 0; m < kTileM; ++m)
+            for (int j = 0; j < kTileN; ++j) acc[m][j] += d[m][j];
         }
-        double d[kTileM][kTileN];
-        emulate_mma_sp(lanes, d);
-        for (int m = 0; m < kTileM; ++m)
-          for (int j = 0; j < kTileN; ++j) acc[m][j] += d[m][j];
       }
       for (int lane = 0; lane < 32; ++lane)
         for (int i = 0; i < 4; ++i) {
@@ -111,6 +117,125 @@ void test_product(int64_t rows, int64_t cols, int64_t n, std::mt19937& rng) {
     }
   CHECK(bad == 0, "%lldx%lld @ n=%lld: %d outputs differ from the dense product", (long long)rows, (long long)cols,
         (long long)n, bad);
+}
+
+// The tiled kernel, one thread block at a time, on the CPU: every thread's
+// cp.async chunks copied into an emulated shared memory (zero-filled where
+// the kernel zero-fills), every warp's registers read from it through the
+// kernel's own addressing, the emulated instruction, the outputs placed by
+// tile_output. Shared memory starts as bf16 NaNs, so a word no chunk wrote
+// poisons the result. B columns lie b_col_stride apart (padding between).
+void test_tiled_product(int64_t rows, int64_t k, int64_t n, int64_t b_col_stride, std::mt19937& rng) {
+  const Tile24 a = random_24(rows, k, rng);
+  std::vector<uint16_t> a_bits;
+  for (float v : a.values) a_bits.push_back(float_to_bf16(v));
+  std::vector<uint32_t> meta(size_t(nm24_metadata_words(rows, k)));
+  CHECK(nm24_pack_metadata(a.bitmap.data(), rows, k, meta.data()) == Status::kOk, "pack");
+  std::uniform_int_distribution<int> val(-8, 8);
+  std::vector<float> x(size_t(n * b_col_stride), 0.f);  // column j of B at x[j * stride]
+  std::vector<uint16_t> x_bits(x.size(), float_to_bf16(99.f));  // padding a chunk must never reach
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t kk = 0; kk < k; ++kk) {
+      x[size_t(j * b_col_stride + kk)] = float(val(rng));
+      x_bits[size_t(j * b_col_stride + kk)] = float_to_bf16(x[size_t(j * b_col_stride + kk)]);
+    }
+  const TileProblem p{rows, k, n, b_col_stride};
+  std::vector<double> y(size_t(rows * n), 0.0);
+  std::vector<int> written(size_t(rows * n), 0);
+  std::vector<uint32_t> smem(size_t(TileCfg::kStages * TileCfg::kStageWords));
+  const auto copy = [](uint32_t* dst, const void* src, bool valid) {
+    if (valid) std::memcpy(dst, src, 16);
+    else std::memset(dst, 0, 16);
+  };
+  const auto half = [](uint32_t w, int h) { return bf16_to_float(uint16_t(h ? w >> 16 : w & 0xffff)); };
+  for (int64_t bx = 0; bx < tile_grid_x(p); ++bx)
+    for (int64_t by = 0; by < tile_grid_y(p); ++by) {
+      std::fill(smem.begin(), smem.end(), 0x7fc07fc0u);
+      double acc[TileCfg::kWarpsM * TileCfg::kWarpsN][TileCfg::kWarpTilesM][TileCfg::kWarpTilesN][32][4] = {};
+      for (int64_t kt = 0; kt < k_stages(p); ++kt) {
+        uint32_t* stage = smem.data() + (kt % TileCfg::kStages) * TileCfg::kStageWords;
+        for (int tid = 0; tid < TileCfg::kThreads; ++tid) {
+          for (int i = 0; i < TileCfg::kAChunksPerThread; ++i) {
+            const ChunkCopy c = a_chunk(p, bx, kt, tid, i);
+            copy(stage + c.smem_word, c.valid ? a_bits.data() + c.src : nullptr, c.valid);
+          }
+          for (int i = 0; i < TileCfg::kBChunksPerThread; ++i) {
+            const ChunkCopy c = b_chunk(p, by, kt, tid, i);
+            copy(stage + c.smem_word, c.valid ? x_bits.data() + c.src : nullptr, c.valid);
+          }
+          if (tid < TileCfg::kMetaChunks) {
+            const ChunkCopy c = meta_chunk(p, bx, kt, tid);
+            copy(stage + c.smem_word, c.valid ? meta.data() + c.src : nullptr, c.valid);
+          }
+        }
+        for (int warp = 0; warp < TileCfg::kWarpsM * TileCfg::kWarpsN; ++warp)
+          for (int s = 0; s < TileCfg::kKSteps; ++s)
+            for (int i = 0; i < TileCfg::kWarpTilesM; ++i)
+              for (int j = 0; j < TileCfg::kWarpTilesN; ++j) {
+                LaneRegs lanes[32];
+                for (int lane = 0; lane < 32; ++lane) {
+                  for (int r = 0; r < 4; ++r)
+                    for (int h = 0; h < 2; ++h) {
+                      lanes[lane].a[r * 2 + h] = half(stage[a_smem_word(warp, i, s, lane, r)], h);
+                      lanes[lane].b[r * 2 + h] = half(stage[b_smem_word(warp, j, s, lane, r)], h);
+                    }
+                  lanes[lane].e = holds_metadata(lane) ? stage[meta_smem_word(warp, i, s, lane)] : 0u;
+                }
+                double d[kTileM][kTileN];
+                emulate_mma_sp(lanes, d);
+                for (int lane = 0; lane < 32; ++lane)
+                  for (int e = 0; e < 4; ++e) {
+                    const Coord c = c_fragment(lane, e);
+                    acc[warp][i][j][lane][e] += d[c.row][c.col];
+                  }
+              }
+      }
+      for (int warp = 0; warp < TileCfg::kWarpsM * TileCfg::kWarpsN; ++warp)
+        for (int i = 0; i < TileCfg::kWarpTilesM; ++i)
+          for (int j = 0; j < TileCfg::kWarpTilesN; ++j)
+            for (int lane = 0; lane < 32; ++lane)
+              for (int e = 0; e < 4; ++e) {
+                const Out2 o = tile_output(bx, by, warp, i, j, lane, e);
+                if (o.m >= rows || o.n >= n) continue;
+                y[size_t(o.m * n + o.n)] = acc[warp][i][j][lane][e];
+                ++written[size_t(o.m * n + o.n)];
+              }
+    }
+  int bad = 0, unwritten = 0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < n; ++j) {
+      double want = 0;
+      for (int64_t kk = 0; kk < k; ++kk) want += double(a.dense[size_t(r * k + kk)]) * x[size_t(j * b_col_stride + kk)];
+      bad += y[size_t(r * n + j)] != want;
+      unwritten += written[size_t(r * n + j)] != 1;
+    }
+  CHECK(bad == 0 && unwritten == 0, "tiled %lldx%lld @ n=%lld (stride %lld): %d outputs differ, %d not written once",
+        (long long)rows, (long long)k, (long long)n, (long long)b_col_stride, bad, unwritten);
+}
+
+// Every fragment read of the tiled kernel (32 lanes, one register) hits 32
+// different shared-memory banks, and the 16 metadata lanes 16.
+void test_tiled_banks() {
+  int conflicts = 0;
+  for (int warp = 0; warp < TileCfg::kWarpsM * TileCfg::kWarpsN; ++warp)
+    for (int s = 0; s < TileCfg::kKSteps; ++s)
+      for (int t = 0; t < 4; ++t)
+        for (int r = 0; r < 4; ++r) {
+          unsigned a_banks = 0, b_banks = 0, m_banks = 0;
+          int m_lanes = 0;
+          for (int lane = 0; lane < 32; ++lane) {
+            if (t < TileCfg::kWarpTilesM) a_banks |= 1u << (a_smem_word(warp, t, s, lane, r) % 32);
+            b_banks |= 1u << (b_smem_word(warp, t, s, lane, r) % 32);
+            if (t < TileCfg::kWarpTilesM && holds_metadata(lane)) {
+              m_banks |= 1u << (meta_smem_word(warp, t, s, lane) % 32);
+              ++m_lanes;
+            }
+          }
+          conflicts += t < TileCfg::kWarpTilesM && a_banks != 0xffffffffu;
+          conflicts += b_banks != 0xffffffffu;
+          conflicts += __builtin_popcount(m_banks) != m_lanes;
+        }
+  CHECK(conflicts == 0, "%d fragment reads with shared-memory bank conflicts", conflicts);
 }
 
 void test_fragments_cover() {
@@ -157,23 +282,28 @@ void test_nibbles_and_errors() {
 }
 
 void test_grid_covers() {
+  // Direct kernel: every output tile once, every k tile of a row tile once.
   for (int64_t rows : {16, 48, 64, 80, 4096})
     for (int64_t n : {1, 7, 8, 33, 100}) {
       std::vector<int> seen(size_t(rows / kTileM * ((n + kTileN - 1) / kTileN)), 0);
       for (int64_t bx = 0; bx < grid_x(rows); ++bx)
         for (int64_t by = 0; by < grid_y(n); ++by)
-          for (int w = 0; w < Nm24Config::kWarps; ++w) {
-            const int64_t tm = row_tile_of(bx, w);
-            if (tm >= rows / kTileM) continue;
-            for (int nt = 0; nt < Nm24Config::kNTiles; ++nt) {
-              const int64_t col_tile = by * Nm24Config::kNTiles + nt;
-              if (col_tile * kTileN < n) ++seen[size_t(tm * ((n + kTileN - 1) / kTileN) + col_tile)];
-            }
+          for (int nt = 0; nt < Nm24Config::kNTiles; ++nt) {
+            const int64_t col_tile = by * Nm24Config::kNTiles + nt;
+            if (col_tile * kTileN < n) ++seen[size_t(bx * ((n + kTileN - 1) / kTileN) + col_tile)];
           }
       int bad = 0;
       for (int v : seen) bad += v != 1;
       CHECK(bad == 0, "rows=%lld n=%lld: %d output tiles not covered exactly once", (long long)rows, (long long)n, bad);
     }
+  for (int64_t k_tiles : {1, 3, 4, 5, 130}) {
+    std::vector<int> seen(size_t(k_tiles), 0);
+    for (int w = 0; w < Nm24Config::kWarps; ++w)
+      for (int64_t tk = first_k_tile(w); tk < k_tiles; tk += kKTileStep) ++seen[size_t(tk)];
+    int bad = 0;
+    for (int v : seen) bad += v != 1;
+    CHECK(bad == 0, "k_tiles=%lld: %d k tiles not taken by exactly one warp", (long long)k_tiles, bad);
+  }
 }
 
 }  // namespace
@@ -186,5 +316,13 @@ int main() {
   test_product(16, 32, 8, rng);
   test_product(48, 96, 13, rng);
   test_product(32, 64, 1, rng);
+  test_product(16, 320, 5, rng);  // 10 k tiles over 4 warps
+  test_tiled_banks();
+  // One block; partial blocks in both directions (80 rows, 70 and 17 columns);
+  // several pipeline stages (k = 320: five stages through three buffers).
+  test_tiled_product(64, 64, 64, 64, rng);
+  test_tiled_product(80, 320, 70, 328, rng);
+  test_tiled_product(16, 128, 17, 136, rng);
+  test_tiled_product(144, 192, 130, 200, rng);
   return finish("test_nm24_fragments");
 }

@@ -98,25 +98,25 @@ SPARSECORE_HD inline int64_t metadata_index(int64_t tm, int64_t tk, int64_t k_ti
   return (tm * k_tiles + tk) * kMetaWords + 2 * (lane >> 2) + (lane & 1);
 }
 
-// Launch shape of the GEMM: each warp owns one 16-row tile of A and kNTiles
-// 8-column tiles of B; kWarps warps per block take consecutive row tiles and
-// share the block's columns. Chosen so a block reads 64 rows of A per k step
-// (4 x 16) and a warp keeps 4 x 4 accumulators in registers.
+// Launch shape of the direct kernel (few columns of B: decode). A block owns
+// one 16-row tile of A and kNTiles 8-column tiles of B; its kWarps warps
+// split k (warp w takes k tiles w, w + kWarps, ...: at any moment the warps
+// read neighbouring tiles) and add their partial sums in shared memory at
+// the end. Splitting k rather than rows gives a 4096-row weight 256 blocks
+// of 4 warps instead of 64, enough loads in flight to stream the weight.
 struct Nm24Config {
   static constexpr int kWarps = 4;
   static constexpr int kThreads = 32 * kWarps;
-  static constexpr int kNTiles = 4;  // 32 columns of B per warp
-  static constexpr int kBlockRows = kWarps * kTileM;
+  static constexpr int kNTiles = 4;  // 32 columns of B per block
   static constexpr int kBlockCols = kNTiles * kTileN;
 };
 static_assert(Nm24Config::kThreads <= 1024, "block too large");
 
-// Block (bx, by) of the grid covers rows [bx * 64, +64) and columns
-// [by * 32, +32); warp w's row tile is bx * 4 + w.
-SPARSECORE_HD inline int64_t row_tile_of(int64_t bx, int warp) { return bx * Nm24Config::kWarps + warp; }
-SPARSECORE_HD inline int64_t grid_x(int64_t rows) {
-  return (rows / kTileM + Nm24Config::kWarps - 1) / Nm24Config::kWarps;
-}
+// Block (bx, by) of the grid covers rows [bx * 16, +16) and columns
+// [by * 32, +32); warp w multiplies k tiles first_k_tile(w), + kWarps, ...
+SPARSECORE_HD inline int64_t grid_x(int64_t rows) { return rows / kTileM; }
 SPARSECORE_HD inline int64_t grid_y(int64_t n) { return (n + Nm24Config::kBlockCols - 1) / Nm24Config::kBlockCols; }
+SPARSECORE_HD inline int64_t first_k_tile(int warp) { return warp; }
+constexpr int64_t kKTileStep = Nm24Config::kWarps;
 
 }  // namespace sparsecore::cuda::nm24
