@@ -74,9 +74,12 @@ void test_nm(CpuIsa isa) {
   struct Shape { int64_t rows, cols; int n, m; };
   // Column counts off the 8- and 16-column kernel groups and across several
   // 128-column panels; a single row (every over-read is at the array's end);
-  // several decode panels (512 columns at n = 8) over several 128-row blocks.
-  const Shape shapes[] = {{7, 96, 2, 4}, {33, 36, 2, 4}, {1, 12, 2, 4}, {130, 300, 2, 4}, {9, 1100, 2, 4},
-                          {260, 1036, 2, 4}, {131, 1032, 4, 8}, {5, 72, 4, 8}, {17, 40, 1, 4}, {6, 34, 1, 2}, {3, 264, 3, 8}, {0, 16, 2, 4}};
+  // many rows of over 1 KiB, split over threads (the decode prefetch runs
+  // ahead across rows and past the end of the values).
+  const Shape shapes[] = {{7, 96, 2, 4},    {33, 36, 2, 4},    {1, 12, 2, 4}, {130, 300, 2, 4},
+                          {9, 1100, 2, 4},  {260, 1036, 2, 4}, {131, 1032, 4, 8},
+                          {5, 72, 4, 8},    {17, 40, 1, 4},    {6, 34, 1, 2}, {3, 264, 3, 8},
+                          {0, 16, 2, 4}};
   const int64_t ns[] = {1, 2, 3, 8, 9, 17, 64, 100};
   uint32_t seed = 1;
   for (const Shape& s : shapes)

@@ -34,6 +34,13 @@ struct SpmmOutput {
   const float* bias = nullptr;  // fp32, A.rows entries, or null
 };
 
+// How far ahead of their value loads the memory-bound decode GEMVs (CSR
+// bitmap, N:M; at most 2 columns of B) prefetch. The hardware prefetcher
+// stops at every 4 KiB page and restarts slowly; 2 KiB ahead keeps the
+// stream going across the boundary (N:M 11008 x 4096, N = 1, 2 threads:
+// bf16 2.6 -> 2.0 ms, fp32 4.5 -> 3.4 ms).
+constexpr int64_t kDecodePrefetchBytes = 2048;
+
 // Scratch owned by the calling thread.
 float* thread_scratch(int64_t floats);
 
