@@ -14,6 +14,7 @@ from sparsecore.activation import (ActSparseLinear, PrefillPolicy, RSparseConfig
                                    reference_act_linear, unpack_weight, unpack_weight_sparse)
 
 from sparsecore.pruning.masks import nm_mask
+from sparsecore.ops.act import ACT_VALUE_PAD
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 SHAPES = [(1, 1, 1), (31, 7, 1), (33, 300, 2), (70, 257, 3), (2100, 40, 2), (37, 513, 16), (64, 64, 5),
@@ -89,7 +90,7 @@ def test_weight_sparse_runs_match_reference(isa, gen, dtype, shape):
     w, x = integer_case(out_f, in_f, rows, gen, dtype)
     w[torch.rand(w.shape, generator=gen) < 0.5] = 0
     values, bitmap, offsets = pack_weight_sparse(w)
-    assert values.numel() == int((w != 0).sum()) + 16
+    assert values.numel() == int((w != 0).sum()) + ACT_VALUE_PAD
     for threshold, comp in [(1.5, False), (1.5, True), (-math.inf, False)]:
         got = act_sparse_linear(x, values, out_f, threshold, complement=comp, sparse_runs=(bitmap, offsets),
                                 in_features=in_f)
@@ -106,7 +107,7 @@ def test_activation_sparsity_on_pruned_layers(gen, tmp_path):
         m = mask if fmt == "csr" else nm_mask(lin.weight.detach().abs(), 2, 4)
         sl = SparseLinear.from_linear(lin, m, format=fmt)
         act = ActSparseLinear.from_linear(sl, 0.5, prefill=PrefillPolicy("sparse"))
-        assert act.weight_sparse and act.packed.numel() == int((sl.weight.to_dense() != 0).sum()) + 16
+        assert act.weight_sparse and act.packed.numel() == int((sl.weight.to_dense() != 0).sum()) + ACT_VALUE_PAD
         x = torch.randn(3, 64, generator=gen)
         want = reference_act_linear(x, sl.weight.to_dense(), 0.5, bias=sl.bias)
         torch.testing.assert_close(act(x), want, rtol=1e-5, atol=1e-5)
@@ -137,10 +138,6 @@ def test_bad_input(gen):
     w = torch.randn(8, 6, generator=gen)
     packed = pack_weight(w)
     x = torch.randn(2, 6, generator=gen)
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        act_sparse_linear(torch.tensor([[1.0, float("nan"), 0, 0, 0, 0]]), packed, 8, 0.5)
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        act_sparse_linear(torch.tensor([[0.0, float("inf"), 0, 0, 0, 0]]), packed, 8, 0.5)
     with pytest.raises(ValueError, match="last dimension"):
         act_sparse_linear(torch.randn(2, 5), packed, 8, 0.5)
     with pytest.raises(TypeError, match="dtype"):
@@ -149,7 +146,7 @@ def test_bad_input(gen):
         act_sparse_linear(x, packed, 8, float("nan"))
     with pytest.raises(ValueError, match="scale"):
         act_sparse_linear(x, packed, 8, 0.5, scale=torch.ones(5))
-    with pytest.raises(ValueError, match="scale"):
+    with pytest.raises(TypeError, match="scale dtype"):
         act_sparse_linear(x, packed, 8, 0.5, scale=torch.ones(6, dtype=torch.float64))
     with pytest.raises(ValueError, match="non-negative|invalid"):
         act_sparse_linear(x, packed, 8, 0.5, scale=-torch.ones(6))
@@ -211,11 +208,8 @@ def test_lowrank_path_is_r_sparse_formula(gen):
         torch.testing.assert_close(mod(x), want, rtol=1e-5, atol=1e-5)
         nan_x = x.clone()
         nan_x[1, 2] = float("nan")
-        if rows == 70:
-            assert torch.isnan(mod(nan_x)[1]).all()  # NaN reaches the output, never dropped
-        else:
-            with pytest.raises(ValueError, match="NaN"):
-                mod(nan_x)
+        got = mod(nan_x)  # the rule on both paths: NaN reaches its row of the output, never dropped
+        assert torch.isnan(got[1]).all() and torch.isfinite(got[0]).all()
     # Full rank: the low-rank path is exact, so nothing is lost.
     full = ActSparseLinear.from_linear(lin, 0.8, scale=scale, lowrank=(vh, u * s), prefill=PrefillPolicy("sparse"))
     torch.testing.assert_close(full(x), lin(x), rtol=1e-4, atol=1e-4)

@@ -135,8 +135,10 @@ def test_csr_rejects_bad_row_ptr():
 def test_csr_rejects_length_dtype_and_value_problems():
     with pytest.raises(ValueError, match="same length"):
         CSR(torch.tensor([0, 2]), torch.tensor([0, 1], dtype=torch.int32), torch.ones(3), (1, 6))
-    with pytest.raises(TypeError, match="int16 .* or int32"):
-        CSR(torch.tensor([0, 1]), torch.tensor([0]), torch.ones(1), (1, 6))
+    with pytest.raises(TypeError, match="integer"):
+        CSR(torch.tensor([0, 1]), torch.tensor([0.0]), torch.ones(1), (1, 6))
+    with pytest.raises(ValueError, match="out of range"):
+        CSR(torch.tensor([0, 1]), torch.tensor([6]), torch.ones(1), (1, 6))
     with pytest.raises(TypeError, match="not supported"):
         CSR(torch.tensor([0, 1]), torch.tensor([0], dtype=torch.int32), torch.ones(1, dtype=torch.float64), (1, 6))
     with pytest.raises(ValueError, match="NaN or Inf"):

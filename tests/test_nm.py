@@ -197,8 +197,6 @@ def test_bad_input(gen):
         NM(a.values[:, :-1], a.bitmap, a.shape)
     with pytest.raises(ValueError, match="in_features 16"):
         sparsecore.sparse_linear(torch.randn(2, 12), a)
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        sparsecore.sparse_linear(torch.full((2, 16), float("inf")), a)
     with pytest.raises(TypeError, match="not supported"):
         sparsecore.sparse_linear(torch.randn(2, 16).double(), a)
     a.values.mul_(2)  # in-place edit after validation

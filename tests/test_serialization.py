@@ -1,6 +1,7 @@
 """Compressed save / load: smaller than dense, identical outputs, validated on load, no partial files."""
 
 import json
+import zlib
 import os
 
 import pytest
@@ -75,6 +76,17 @@ def test_truncated_and_corrupted_files_raise(tmp_path):
         load_sparse(model_fn(), str(junk))
 
 
+def resigned(tensors: dict, meta: dict) -> dict:
+    """The metadata with checksums recomputed for edited tensors: what a deliberate edit
+    (not a corruption) looks like, so the checks below the checksums are tested too."""
+    from sparsecore.serialization import tensor_checksum
+
+    info = json.loads(meta["sparsecore"])
+    info["checksums"] = {k: tensor_checksum(k, v) for k, v in tensors.items()}
+    raw = json.dumps(info)
+    return {"sparsecore": raw, "sparsecore_crc32": f"{zlib.crc32(raw.encode()) & 0xFFFFFFFF:08x}"}
+
+
 def test_tampered_parts_raise_and_leave_model_untouched(tmp_path):
     from safetensors.torch import load_file, save_file
     from safetensors import safe_open
@@ -86,6 +98,9 @@ def test_tampered_parts_raise_and_leave_model_untouched(tmp_path):
     tensors["0.weight.values"] = tensors["0.weight.values"][:-1]  # one value short of the bitmap
     bad = str(tmp_path / "bad.safetensors")
     save_file(tensors, bad, metadata=meta)
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        load_sparse(model_fn(), bad)
+    save_file(tensors, bad, metadata=resigned(tensors, meta))
     fresh = model_fn()
     before = fresh[0].weight.clone()
     with pytest.raises(ValueError, match="bitmap marks"):
@@ -95,7 +110,7 @@ def test_tampered_parts_raise_and_leave_model_untouched(tmp_path):
     with pytest.raises(ValueError, match="in the file but"):
         load_sparse(nn.Sequential(nn.Linear(96, 64), nn.ReLU(), nn.Linear(64, 40), nn.LayerNorm(40)), path)
     # bad metadata
-    save_file(load_file(path), bad, metadata={"sparsecore": json.dumps({"version": 99, "layers": {}})})
+    save_file(load_file(path), bad, metadata=resigned(load_file(path), {"sparsecore": json.dumps({"version": 99, "layers": {}})}))
     with pytest.raises(ValueError, match="version 99"):
         load_sparse(model_fn(), bad)
     save_file(load_file(path), bad)
@@ -117,7 +132,7 @@ def test_indices_out_of_range_are_caught(tmp_path):
     assert "0.weight.col_idx" in tensors
     tensors["0.weight.col_idx"][0] = 500
     bad = str(tmp_path / "bad.safetensors")
-    save_file(tensors, bad, metadata=meta)
+    save_file(tensors, bad, metadata=resigned(tensors, meta))
     with pytest.raises(ValueError, match="out of range"):
         load_sparse(model_fn(), bad)
 

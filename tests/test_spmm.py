@@ -143,7 +143,7 @@ def test_bad_inputs_raise(gen):
         sparsecore.sparse_linear(torch.ones(2, 8, dtype=torch.float64), a)
     with pytest.raises(TypeError, match="not supported"):
         sparsecore.sparse_linear(torch.ones(2, 8, dtype=torch.int32), a)
-    with pytest.raises(ValueError, match="bias must be 1-D with 6"):
+    with pytest.raises(ValueError, match="bias must hold 6"):
         sparsecore.sparse_linear(torch.ones(2, 8), a, torch.ones(5))
     with pytest.raises(ValueError, match="is on meta"):
         sparsecore.sparse_linear(torch.ones(2, 8, device="meta"), a)
@@ -153,23 +153,6 @@ def test_bad_inputs_raise(gen):
         sparsecore.spmm(a, torch.ones(8, 2).to_sparse())
     with pytest.raises(TypeError, match="torch.Tensor"):
         sparsecore.spmm(a, [[1.0]])
-
-
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-@pytest.mark.parametrize("n", [1, 4])
-def test_non_finite_dense_input_raises(isa, bad, n, gen):
-    a = CSR.from_dense(random_sparse(6, 8, 0.5, gen))
-    x = torch.ones(n, 8)
-    x[0, 3] = bad
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        sparsecore.sparse_linear(x, a)
-    b = BSR.from_dense(random_sparse(8, 8, 1.0, gen), (4, 4))
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        sparsecore.sparse_linear(x, b)
-    bias = torch.zeros(6)
-    bias[2] = bad
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        sparsecore.sparse_linear(torch.ones(n, 8), a, bias)
 
 
 def test_concurrent_calls_from_python_threads(gen):

@@ -12,7 +12,9 @@
 #include "../../csrc/reference/spmm_reference.h"
 #include "../../tests/cpp/random_sparse.h"
 #include "sparsecore/cpu_isa.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 
 using namespace sparsecore;
 using namespace sparsecore::testing;

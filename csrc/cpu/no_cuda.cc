@@ -1,6 +1,8 @@
 // CUDA entry points for builds without CUDA: the CUDA path reports that it is
 // not compiled in, and the Python layer raises before ever calling it.
-#include "sparsecore/ops.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 
 namespace sparsecore {
 
@@ -17,5 +19,9 @@ Status act_linear_cuda(const ActWeightView&, const ActSelect&, const MatrixView&
 bool cuda_compiled() { return false; }
 const char* cuda_archs_compiled() { return ""; }
 int cuda_device_count() { return 0; }
+bool cuda_device_supported(int) {
+  set_error_detail("sparsecore was built without CUDA kernels");
+  return false;
+}
 
 }  // namespace sparsecore

@@ -3,7 +3,9 @@
 #pragma once
 #include <vector>
 
-#include "sparsecore/views.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 
 namespace sparsecore::reference {
 
@@ -26,8 +28,8 @@ inline std::vector<double> csr_spmm(const CsrView& a, const MatrixView& b, const
 
 inline std::vector<double> bsr_spmm(const BsrView& a, const MatrixView& b, const float* bias) {
   const int64_t R = a.block_h, C = a.block_w;
-  std::vector<double> c(size_t(a.rows() * b.cols), 0.0);
-  for (int64_t r = 0; r < a.rows(); ++r)
+  std::vector<double> c(size_t(bsr_total_rows(a) * b.cols), 0.0);
+  for (int64_t r = 0; r < bsr_total_rows(a); ++r)
     for (int64_t j = 0; j < b.cols; ++j) c[size_t(r * b.cols + j)] = bias ? double(bias[r]) : 0.0;
   for (int64_t br = 0; br < a.block_rows; ++br)
     for (int64_t p = a.row_ptr[br]; p < a.row_ptr[br + 1]; ++p) {
@@ -48,7 +50,7 @@ inline std::vector<double> nm_spmm(const NmView& a, const MatrixView& b, const f
   for (int64_t r = 0; r < a.rows; ++r)
     for (int64_t j = 0; j < b.cols; ++j) {
       double s = bias ? double(bias[r]) : 0.0;
-      int64_t p = r * a.values_per_row();
+      int64_t p = r * nm_values_per_row(a);
       for (int64_t k = 0; k < a.cols; ++k)
         if ((a.bitmap[r * stride + (k >> 3)] >> (k & 7)) & 1)
           s += double(load_as_float(a.values, p++, a.value_dtype)) * element(b, k, j);

@@ -3,9 +3,13 @@
 On disk a CSR weight at density >= 1/16 is a bitmap of stored columns (1 bit per weight)
 plus the packed values; sparser CSR weights keep uint16/int32 column indices; BSR keeps
 its block indices. A 50 %-sparse bf16 layer therefore takes 1.125 bytes per weight
-instead of 2. Loading rebuilds every sparse weight through the validating constructors,
-so a tampered or truncated file raises instead of reaching the kernels. Writes go to a
-temporary file that is renamed into place: a failed save leaves no partial file.
+instead of 2. Every tensor is stored with a CRC-32 of its name, dtype, shape and bytes,
+and the sparsecore metadata with one of its own: a file with a flipped bit anywhere in
+its data or its metadata refuses to load. Loading also rebuilds every sparse weight
+through the validating constructors, and every problem raises ``ValueError`` naming the
+file, with the model untouched. Writes go to a temporary file that is flushed and renamed
+into place (see :mod:`sparsecore._files`): a failed save leaves no partial file, and an
+existing file is replaced only if sparsecore wrote it (or ``overwrite=True``).
 
 Examples
 --------
@@ -25,7 +29,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import warnings
+import zlib
 
 import numpy as np
 import torch
@@ -35,8 +40,25 @@ from .activation import ActSparseLinear, PrefillPolicy
 from .formats import BSR, CSR, NM
 from .nn import SparseLinear
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)  # version 1 files (no checksums) load with a warning
 _META_KEY = "sparsecore"
+_META_CRC_KEY = "sparsecore_crc32"
+# The SparseLinear buffers (nn/sparse_linear.py): stored in compressed form instead.
+_SPARSE_BUFFERS = ("weight_row_ptr", "weight_col_idx", "weight_values", "weight_bitmap", "weight_layout")
+
+
+def tensor_checksum(name: str, t: torch.Tensor) -> str:
+    """CRC-32 (hex) of a tensor's name, dtype, shape and bytes."""
+    crc = zlib.crc32(f"{name}|{str(t.dtype)}|{list(t.shape)}".encode())
+    if t.numel():
+        crc = zlib.crc32(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"{crc & 0xFFFFFFFF:08x}"
+
+
+def _is_sparse_buffer(key: str, sparse_layers: set[str]) -> bool:
+    prefix, _, leaf = key.rpartition(".")
+    return leaf in _SPARSE_BUFFERS and prefix in sparse_layers
 # Below this density column indices (2 bytes per nonzero) beat the bitmap (1 bit per weight).
 _BITMAP_MIN_DENSITY = 1 / 16
 
@@ -79,10 +101,30 @@ def _act_tensors(name: str, module: ActSparseLinear) -> tuple[dict, dict]:
     return parts, info
 
 
-def save_sparse(model: nn.Module, path: str) -> None:
+def _is_sparsecore_file(path: str) -> bool:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            return _META_KEY in (f.metadata() or {})
+    except Exception:
+        return False
+
+
+def save_sparse(model: nn.Module, path: str, *, overwrite: bool = False) -> None:
     """Write ``model``'s state with every :class:`SparseLinear` weight in compressed form
-    and every :class:`ActSparseLinear` with its activation-sparsity recipe."""
+    and every :class:`ActSparseLinear` with its activation-sparsity recipe.
+
+    An existing file at ``path`` is replaced only if it is a file sparsecore wrote, or with
+    ``overwrite=True``; anything else raises ``ValueError`` before any work."""
     from safetensors.torch import save_file
+
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: is a directory")
+    if os.path.exists(path) and not overwrite and not _is_sparsecore_file(path):
+        raise ValueError(f"{path}: exists and is not a sparsecore file; pass overwrite=True to replace it")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise FileNotFoundError(f"{path}: the directory does not exist")
 
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, dict] = {}
@@ -111,7 +153,10 @@ def save_sparse(model: nn.Module, path: str) -> None:
     # stored once, the other name recorded as an alias.
     aliases: dict[str, str] = {}
     seen: dict[tuple, str] = {}
+    sparse_names = set(layers)
     for key, value in model.state_dict().items():
+        if _is_sparse_buffer(key, sparse_names):
+            continue
         if key in tensors:
             raise ValueError(f"state key {key!r} collides with a sparse weight part")
         ident = (value.device, value.data_ptr(), value.dtype, tuple(value.shape), value.stride())
@@ -121,17 +166,12 @@ def save_sparse(model: nn.Module, path: str) -> None:
         seen[ident] = key
         tensors[key] = value
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    metadata = {_META_KEY: json.dumps({"version": FORMAT_VERSION, "layers": layers, "aliases": aliases})}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".sparsecore-", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    checksums = {k: tensor_checksum(k, v) for k, v in tensors.items()}
+    info = json.dumps({"version": FORMAT_VERSION, "layers": layers, "aliases": aliases, "checksums": checksums})
+    metadata = {_META_KEY: info, _META_CRC_KEY: f"{zlib.crc32(info.encode()) & 0xFFFFFFFF:08x}"}
+    from ._files import write_file_atomically
+
+    write_file_atomically(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def _read(path: str) -> tuple[dict, dict]:
@@ -149,20 +189,44 @@ def _read(path: str) -> tuple[dict, dict]:
         raise ValueError(f"{path}: no sparsecore metadata; was it written by sparsecore.save_sparse?")
     try:
         info = json.loads(meta[_META_KEY])
+        if not isinstance(info, dict):
+            raise TypeError("the metadata is not a mapping")
+        version = info.get("version")
         layers = info["layers"]
         aliases = info.get("aliases", {})
-        if not isinstance(aliases, dict):
-            raise TypeError("aliases must be a mapping")
+        if not isinstance(layers, dict) or not all(isinstance(v, dict) for v in layers.values()):
+            raise TypeError("layers must be a mapping of layer name to a mapping")
+        if not isinstance(aliases, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in aliases.items()):
+            raise TypeError("aliases must be a mapping of names")
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: malformed sparsecore metadata: {exc}") from exc
-    if info.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: sparsecore file version {info.get('version')} is not supported "
-                         f"(this build reads version {FORMAT_VERSION})")
+    if version not in _READABLE_VERSIONS:
+        raise ValueError(f"{path}: sparsecore file version {version!r} is not supported "
+                         f"(this build reads versions {', '.join(map(str, _READABLE_VERSIONS))})")
+    _verify_checksums(path, meta, info, tensors)
     for alias, target in aliases.items():
         if target not in tensors or alias in tensors:
             raise ValueError(f"{path}: malformed sparsecore metadata: alias {alias!r} -> {target!r}")
         tensors[alias] = tensors[target]
     return tensors, layers
+
+
+def _verify_checksums(path: str, meta: dict, info: dict, tensors: dict) -> None:
+    """Every tensor and the metadata must match the CRC-32 written with them (version 2+)."""
+    if info.get("version") == 1:
+        warnings.warn(f"{path}: a version 1 sparsecore file has no checksums; its integrity cannot be checked "
+                      f"(save it again to add them)", stacklevel=4)
+        return
+    raw = meta[_META_KEY]
+    if meta.get(_META_CRC_KEY) != f"{zlib.crc32(raw.encode()) & 0xFFFFFFFF:08x}":
+        raise ValueError(f"{path}: the sparsecore metadata does not match its checksum (the file is corrupted)")
+    sums = info.get("checksums")
+    if not isinstance(sums, dict) or set(sums) != set(tensors):
+        raise ValueError(f"{path}: the checksum list does not match the tensors in the file (corrupted?)")
+    for key, t in tensors.items():
+        if tensor_checksum(key, t) != sums[key]:
+            raise ValueError(f"{path}: tensor {key!r} does not match its checksum (the file is corrupted)")
 
 
 def _take(tensors: dict, key: str, path: str) -> torch.Tensor:
@@ -248,8 +312,8 @@ def _build_weight(name: str, info: dict, tensors: dict, path: str):
 def _check_dense_state(model: nn.Module, tensors: dict, sparse_layers: set[str], path: str) -> None:
     """The file's dense tensors must be exactly the model's remaining state, shape for shape,
     so that ``load_state_dict`` cannot fail after layers were already replaced."""
-    expected = {k: v for k, v in model.state_dict().items() if k.rpartition(".")[0] not in sparse_layers
-                or not k.endswith(".weight")}
+    expected = {k: v for k, v in model.state_dict().items()
+                if not (k.rpartition(".")[0] in sparse_layers and (k.endswith(".weight") or _is_sparse_buffer(k, sparse_layers)))}
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
@@ -276,9 +340,16 @@ def load_sparse(model: nn.Module, path: str) -> nn.Module:
         if not isinstance(module, (nn.Linear, SparseLinear, ActSparseLinear)):
             raise ValueError(f"{path}: layer {name!r} is a {type(module).__name__}, not a linear layer")
         shape = (module.out_features, module.in_features)
-        if tuple(info["shape"]) != shape:
-            raise ValueError(f"{path}: layer {name!r} is {tuple(info['shape'])} in the file but {shape} in the model")
-        built[name] = _build_weight(name, info, tensors, path)
+        try:
+            file_shape = tuple(int(v) for v in info["shape"])
+            if file_shape != shape:
+                raise ValueError(f"layer {name!r} is {file_shape} in the file but {shape} in the model")
+            built[name] = _build_weight(name, info, tensors, path)
+        except ValueError as exc:
+            raise ValueError(exc if str(exc).startswith(path) else f"{path}: {exc}") from exc
+        except (KeyError, TypeError, IndexError, AttributeError, RuntimeError) as exc:
+            # A malformed entry: a missing field, a wrong type, a tensor of the wrong kind.
+            raise ValueError(f"{path}: malformed entry for layer {name!r}: {type(exc).__name__}: {exc}") from exc
     _check_dense_state(model, tensors, set(built), path)
     # Everything is validated; only now change the model.
     for name, weight in built.items():
@@ -294,5 +365,11 @@ def load_sparse(model: nn.Module, path: str) -> nn.Module:
             bias = torch.zeros(weight.shape[0], dtype=weight.dtype) if has_bias else None
             new = SparseLinear(weight, bias)
         setattr(model.get_submodule(parent) if parent else model, child, new)
-    model.load_state_dict(tensors, strict=True)
+    # The sparse layers' own parts are in place already; everything else was checked
+    # key for key and shape for shape above, so this cannot fail half way.
+    result = model.load_state_dict(tensors, strict=False)
+    leftover = [k for k in result.missing_keys if not _is_sparse_buffer(k, set(built))]
+    if leftover or result.unexpected_keys:
+        raise ValueError(f"{path}: state mismatch after loading: missing {leftover[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
     return model

@@ -31,6 +31,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from ._dtypes import VALUE_DTYPES
 from .models.blocks import find_blocks, protected_linears
 from .formats.nm import SUPPORTED_M
 from .nn import SparseLinear
@@ -177,18 +178,42 @@ def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def _times_in_forward_order(layers: list[nn.Module], inputs: list[torch.Tensor], reps: int = 5) -> list[float]:
-    """Median ms per layer, calling the layers one after another like a forward pass, so a layer's
-    weights are evicted by the others between its calls (unless the whole set fits in cache)."""
-    times = [[] for _ in layers]
+class _CacheEvictor:
+    """Reads a buffer larger than the last-level cache between timed calls, so every layer is
+    timed with its weights coming from memory, as in a real forward pass (where the other
+    layers have evicted them), not from a warm cache."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.buffer = None
+
+    def __call__(self) -> None:
+        if self.buffer is None:
+            size = 64 << 20 if self.device.type == "cpu" else 256 << 20
+            self.buffer = torch.ones(size // 4, dtype=torch.float32, device=self.device)
+        if self.device.type == "cuda":
+            self.buffer.add_(0.0)
+        else:
+            float(self.buffer.sum())
+
+
+def _median_ms(layer: nn.Module, x: torch.Tensor, evict: _CacheEvictor, reps: int = 5) -> float:
+    """Median ms of layer(x) over reps calls (after one warm-up), caches evicted before each;
+    on CUDA every call is synchronised (kernel launches are asynchronous)."""
+    cuda = x.device.type == "cuda"
+    times = []
     with torch.no_grad():
-        for rep in range(reps + 1):
-            for i, (layer, x) in enumerate(zip(layers, inputs)):
-                t0 = time.perf_counter()
-                layer(x)
-                if rep:  # the first round warms up
-                    times[i].append(time.perf_counter() - t0)
-    return [sorted(t)[len(t) // 2] * 1e3 for t in times]
+        layer(x)
+        for _ in range(reps):
+            evict()
+            if cuda:
+                torch.cuda.synchronize(x.device)
+            t0 = time.perf_counter()
+            layer(x)
+            if cuda:
+                torch.cuda.synchronize(x.device)
+            times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2] * 1e3
 
 
 def _dense_twin(sparse: SparseLinear) -> nn.Linear:
@@ -201,6 +226,29 @@ def _dense_twin(sparse: SparseLinear) -> nn.Linear:
     return dense.requires_grad_(False)
 
 
+def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], tokens: int, fallback: bool,
+                    dense_for: Callable[[str, SparseLinear], nn.Linear],
+                    commit_dense: Callable[[str, nn.Linear], nn.Linear]) -> SparsifyReport:
+    """Time each layer dense and sparse, one layer at a time (one dense twin in memory at a
+    time), and swap in ``commit_dense(name, dense)`` where dense is faster."""
+    report = SparsifyReport()
+    evictors: dict[torch.device, _CacheEvictor] = {}
+    for name, sparse in chosen:
+        dense = dense_for(name, sparse)
+        device = dense.weight.device
+        evict = evictors.setdefault(device, _CacheEvictor(device))
+        x = torch.randn(int(tokens), dense.in_features, dtype=dense.weight.dtype, device=device)
+        d_ms, s_ms = _median_ms(dense, x, evict), _median_ms(sparse, x, evict)
+        keep_dense = fallback and s_ms > d_ms
+        if keep_dense:
+            _set_child(model, name, commit_dense(name, dense))
+        fmt = "dense (fallback)" if keep_dense else type(sparse.weight).__name__.lower()
+        report.layers.append(LayerReport(name, (sparse.out_features, sparse.in_features), 1.0 - sparse.density,
+                                         fmt, d_ms, s_ms))
+        del dense
+    return report
+
+
 def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: bool = True,
                     names: list[str] | None = None, dense_layers: dict[str, nn.Linear] | None = None
                     ) -> SparsifyReport:
@@ -208,24 +256,17 @@ def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: boo
     equivalent at ``tokens`` tokens and, with ``fallback_to_dense``, swap in the dense layer
     where it is faster. Returns the report. Use it after :func:`sparsecore.load_sparse` to pick
     kernels for the machine and batch size at hand. ``dense_layers`` (name -> pruned
-    ``nn.Linear``) gives the dense versions to compare with and fall back to; by default they
-    are rebuilt from the sparse weights."""
+    ``nn.Linear``) gives the dense versions to compare with and fall back to; by default each
+    is rebuilt from the sparse weight, one layer at a time (never a dense copy of the whole
+    model). Every call is timed with cold caches (and synchronised on CUDA)."""
     if int(tokens) < 1:
         raise ValueError(f"tokens must be >= 1, got {tokens}")
     chosen = [(n, m) for n, m in model.named_modules() if isinstance(m, SparseLinear) and (names is None or n in names)]
-    dense = [dense_layers[n] if dense_layers and n in dense_layers else _dense_twin(m) for n, m in chosen]
-    inputs = [torch.randn(int(tokens), d.in_features, dtype=d.weight.dtype, device=d.weight.device) for d in dense]
-    dense_ms = _times_in_forward_order(dense, inputs)
-    sparse_ms = _times_in_forward_order([m for _, m in chosen], inputs)
-    report = SparsifyReport()
-    for (name, sparse), twin, d_ms, s_ms in zip(chosen, dense, dense_ms, sparse_ms):
-        keep_dense = fallback_to_dense and s_ms > d_ms
-        if keep_dense:
-            _set_child(model, name, twin)
-        fmt = "dense (fallback)" if keep_dense else type(sparse.weight).__name__.lower()
-        report.layers.append(LayerReport(name, (sparse.out_features, sparse.in_features), 1.0 - sparse.density,
-                                         fmt, d_ms, s_ms))
-    return report
+
+    def dense_for(name, sparse):
+        return dense_layers[name] if dense_layers and name in dense_layers else _dense_twin(sparse)
+
+    return _choose_kernels(model, chosen, int(tokens), fallback_to_dense, dense_for, lambda name, dense: dense)
 
 
 def _targets(model: nn.Module, filter_fn) -> list[tuple[str, nn.Linear]]:
@@ -258,6 +299,44 @@ def _calibrated_masks(model: nn.Module, config: _Calibrated, filter_fn) -> dict[
     return {full(b, name): mask for (b, name), mask in masks.items()}
 
 
+def _check_config(config) -> None:
+    """Every argument of a pruning config, before anything is computed or changed."""
+    if config.format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {config.format!r}")
+    if int(config.tune_tokens) < 1:
+        raise ValueError(f"tune_tokens must be >= 1, got {config.tune_tokens}")
+    if config.dtype is not None and config.dtype not in VALUE_DTYPES:
+        raise TypeError(f"dtype must be None or one of float32, bfloat16, float16, got {config.dtype}")
+    if isinstance(config, (MagnitudeConfig, BlockConfig, _Calibrated)):
+        if not 0.0 <= float(config.sparsity) < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1), got {config.sparsity}")
+    if isinstance(config, NMConfig):
+        n, m = int(config.n), int(config.m)
+        if not 0 < n <= m:
+            raise ValueError(f"N:M needs 0 < n <= m, got {config.n}:{config.m}")
+    if isinstance(config, BlockConfig):
+        if len(tuple(config.blocksize)) != 2 or min(int(b) for b in config.blocksize) < 1:
+            raise ValueError(f"blocksize must be two positive integers, got {config.blocksize}")
+    if isinstance(config, _Calibrated):
+        config.pruning_pattern()
+        if config.allocation not in ("uniform", "owl"):
+            raise ValueError(f"unknown sparsity allocation {config.allocation!r}; choose one of uniform, owl")
+        if config.calibration is None or (hasattr(config.calibration, "__len__") and len(config.calibration) == 0):
+            raise ValueError(f"{type(config).__name__} needs calibration= (a non-empty list of model inputs)")
+    pattern = config.pruning_pattern() if isinstance(config, _Calibrated) else _data_free_pattern(config)
+    # The format must be able to hold the pattern (checked per layer shape below).
+    _format_for(config.format, pattern, pattern.nm[1] if pattern.nm else 1)
+
+
+def _build_sparse(name: str, linear: nn.Linear, mask: torch.Tensor, config, pattern: Pattern) -> SparseLinear:
+    fmt = _format_for(config.format, pattern, linear.in_features)
+    try:
+        return SparseLinear.from_linear(linear, mask, format=fmt, blocksize=pattern.block or (16, 16),
+                                        nm=pattern.nm or (2, 4), dtype=config.dtype)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"layer {name!r} ({linear.out_features}x{linear.in_features}): {exc}") from exc
+
+
 def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bool] | None = None
               ) -> SparsifyReport:
     """Prune and convert, in place, every ``nn.Linear`` of ``model`` that ``filter_fn(module, name)``
@@ -268,6 +347,12 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     measured dense and sparse time at ``config.tune_tokens`` tokens). Activation-sparsity
     configs (:class:`TEALConfig`, :class:`WINAConfig`, :class:`RSparseConfig`) replace the
     linears by :class:`ActSparseLinear` and return an ``ActivationReport``.
+
+    It finishes or leaves the model as it was: every argument and every layer is checked
+    and every sparse layer built before the first weight changes; calibrated methods
+    (which update weights block by block) keep a copy of the original weights of the layers
+    they prune until they finish, and put them back if anything fails (an exception or a
+    KeyboardInterrupt).
     """
     from .activation import ACTIVATION_CONFIGS, sparsify_activations_
 
@@ -276,27 +361,56 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     if type(config) not in MASK_HANDLERS and type(config) not in CALIBRATED_METHODS:
         known = [c.__name__ for c in (*MASK_HANDLERS, *CALIBRATED_METHODS, *ACTIVATION_CONFIGS)]
         raise TypeError(f"unsupported config {type(config).__name__}; expected one of {', '.join(known)}")
-    if config.format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {config.format!r}")
-    if int(config.tune_tokens) < 1:
-        raise ValueError(f"tune_tokens must be >= 1, got {config.tune_tokens}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_config(config)
     if isinstance(config, _Calibrated):
-        pattern = config.pruning_pattern()
+        return _sparsify_calibrated(model, config, filter_fn)
+    pattern = _data_free_pattern(config)
+    handler = MASK_HANDLERS[type(config)]
+    targets = _targets(model, filter_fn)
+    # Masks and sparse layers first, from the untouched weights: a layer the config cannot
+    # handle raises here, before any layer changes.
+    masks = {name: handler(linear, config) for name, linear in targets}
+    built = {name: _build_sparse(name, linear, masks[name], config, pattern) for name, linear in targets}
+    originals = dict(targets)
+    try:
+        for name, sparse in built.items():
+            _set_child(model, name, sparse)
+
+        def commit_dense(name, dense):
+            with torch.no_grad():  # the fallback keeps the pruned weights, densely
+                dense.weight.mul_(masks[name].to(dense.weight.dtype))
+            return dense
+
+        return _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
+                               lambda name, _sparse: originals[name], commit_dense)
+    except BaseException:
+        for name, linear in originals.items():
+            _set_child(model, name, linear)
+        raise
+
+
+def _sparsify_calibrated(model: nn.Module, config, filter_fn) -> SparsifyReport:
+    pattern = config.pruning_pattern()
+    targets = dict(_targets(model, filter_fn))
+    # The calibrated methods change weights block by block: keep the originals until done.
+    saved = {name: (lin, lin.weight.detach().clone(), None if lin.bias is None else lin.bias.detach().clone())
+             for name, lin in targets.items()}
+    try:
         masks = _calibrated_masks(model, config, filter_fn)
-    else:
-        pattern = _data_free_pattern(config)
-        handler = MASK_HANDLERS[type(config)]
-        targets = _targets(model, filter_fn)
-        # All masks first: a layer the config cannot handle raises before any layer changes.
-        masks = {name: handler(linear, config) for name, linear in targets}
+        built = {name: _build_sparse(name, model.get_submodule(name), mask, config, pattern)
+                 for name, mask in masks.items()}
+        for name, sparse in built.items():
+            _set_child(model, name, sparse)
+        pruned = {name: saved[name][0] for name in built}
+        return _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
+                               lambda name, _sparse: pruned[name], lambda name, dense: dense)
+    except BaseException:
         with torch.no_grad():
-            for name, linear in targets:
-                linear.weight.mul_(masks[name].to(linear.weight.dtype))
-    originals = {}
-    for name, mask in masks.items():
-        originals[name] = linear = model.get_submodule(name)
-        fmt = _format_for(config.format, pattern, linear.in_features)
-        _set_child(model, name, SparseLinear.from_linear(linear, mask, format=fmt, blocksize=pattern.block or (16, 16),
-                                                         nm=pattern.nm or (2, 4), dtype=config.dtype))
-    return select_kernels_(model, int(config.tune_tokens), fallback_to_dense=config.fallback_to_dense,
-                           names=list(masks), dense_layers=originals)
+            for name, (lin, weight, bias) in saved.items():
+                lin.weight.copy_(weight)
+                if bias is not None:
+                    lin.bias.copy_(bias)
+                _set_child(model, name, lin)
+        raise

@@ -7,7 +7,9 @@
 
 #include "random_sparse.h"
 #include "sparsecore/cpu_isa.h"
-#include "sparsecore/views.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 
 namespace sparsecore::testing {
 

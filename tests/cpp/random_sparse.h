@@ -5,7 +5,9 @@
 #include <random>
 #include <vector>
 
-#include "sparsecore/views.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 
 namespace sparsecore::testing {
 

@@ -15,7 +15,9 @@
 #include "dense_check.h"
 #include "sparsecore/act_layout.h"
 #include "sparsecore/cpu_isa.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 #include "test_harness.h"
 
 using namespace sparsecore;
@@ -94,10 +96,28 @@ void run_case(const Case& c, std::mt19937& rng) {
   std::vector<uint8_t> bitmap(size_t(c.in * act_bitmap_row_bytes(c.out) + 2));
   std::vector<int64_t> offsets(size_t(c.in * act_offset_slots(c.out)));
   CHECK(act_pack_bitmap(wv, bitmap.data(), offsets.data(), values.data()) == Status::kOk, "pack bitmap");
-  ActWeightView bw{c.out, c.in, values.data(), c.wt, bitmap.data(), offsets.data()};
+  ActWeightView bw{c.out, c.in, values.data(), c.wt, bitmap.data(), offsets.data(), nnz};
   Out yb(c.n, c.out, c.yt, c.y_transposed);
   s = act_linear_cpu(bw, sel, xv, ep, yb.view);
   CHECK(s == Status::kOk, "bitmap status %d", int(s));
+  if (nnz > 0) {
+    ActSelect all;
+    all.threshold = -std::numeric_limits<float>::infinity();
+    // Contents edited after packing: an offset past the values, or a bitmap
+    // bit flipped so that a run piece no longer ends at the next offset.
+    // Every active channel is checked, so with all channels active both stop the kernel.
+    Out yc(c.n, c.out, c.yt, c.y_transposed);
+    std::vector<int64_t> bad_offsets = offsets;
+    bad_offsets[0] = nnz + 1;
+    ActWeightView bo = bw;
+    bo.offsets = bad_offsets.data();
+    CHECK(act_linear_cpu(bo, all, xv, ep, yc.view) == Status::kInvalidIndex, "offset past the values accepted");
+    std::vector<uint8_t> bad_bits = bitmap;
+    bad_bits[0] ^= 0x01;
+    ActWeightView bb = bw;
+    bb.bitmap = bad_bits.data();
+    CHECK(act_linear_cpu(bb, all, xv, ep, yc.view) == Status::kInvalidIndex, "flipped bitmap bit accepted");
+  }
   std::vector<double> ref(size_t(c.n * c.out), 0.0);
   for (int64_t r = 0; r < c.n; ++r)
     for (int64_t o = 0; o < c.out; ++o) {
@@ -145,10 +165,15 @@ void test_bad_input() {
   MatrixView yv{y.data(), 2, 4, 4, 1, DType::kFloat32};
   ActSelect sel;
   sel.threshold = 0.5f;
-  x[4] = std::numeric_limits<float>::quiet_NaN();
-  CHECK(act_linear_cpu(aw, sel, xv, Epilogue{}, yv) == Status::kNonFinite, "NaN input must not pass as small");
-  x[4] = std::numeric_limits<float>::infinity();
-  CHECK(act_linear_cpu(aw, sel, xv, Epilogue{}, yv) == Status::kNonFinite, "Inf input");
+  // The NaN rule: a row of x holding NaN or Inf gives a NaN row of y; the other rows are untouched.
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    x[4] = bad;
+    CHECK(act_linear_cpu(aw, sel, xv, Epilogue{}, yv) == Status::kOk, "non-finite input is computed");
+    for (int o = 0; o < 4; ++o) {
+      CHECK(std::isnan(y[size_t(4 + o)]), "output %d of the poisoned row is not NaN", o);
+      CHECK(y[size_t(o)] == 3.f, "output %d of the clean row is %g", o, double(y[size_t(o)]));
+    }
+  }
   x[4] = 1.f;
   sel.threshold = std::numeric_limits<float>::quiet_NaN();
   CHECK(act_linear_cpu(aw, sel, xv, Epilogue{}, yv) == Status::kInvalidArgument, "NaN threshold");

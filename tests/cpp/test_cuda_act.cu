@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "sparsecore/act_layout.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 #include "test_harness.h"
 
 using namespace sparsecore;

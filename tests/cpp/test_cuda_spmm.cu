@@ -7,7 +7,9 @@
 
 #include "../../csrc/reference/spmm_reference.h"
 #include "random_sparse.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 #include "test_harness.h"
 
 using namespace sparsecore;

@@ -14,7 +14,9 @@
 #include "../../csrc/cuda/nm/nm24_tiles.h"
 #include "sparsecore/dtypes.h"
 #include "random_24.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 #include "test_harness.h"
 
 using namespace sparsecore;
@@ -32,8 +34,12 @@ struct LaneRegs {
 
 // mma.sp.m16n8k32 (.f16/.bf16, selector 0) as the PTX ISA describes it,
 // written independently of nm24_fragments.h: gather each operand from the
-// lanes by the ISA's formulas, decode the metadata, multiply.
-void emulate_mma_sp(const LaneRegs* lanes, double d[kTileM][kTileN]) {
+// lanes by the ISA's formulas, decode the metadata, multiply. Returns the
+// number of invalid metadata nibbles: with ::ordered_metadata the PTX ISA
+// allows only 0100, 1000, 1001, 1100, 1101 and 1110 (first index below the
+// second); any other nibble (0000 from zero-filled shared memory, say) makes
+// the instruction's result undefined, so every caller requires 0.
+int emulate_mma_sp(const LaneRegs* lanes, double d[kTileM][kTileN]) {
   double a_c[kTileM][16] = {};
   double b[kTileK][kTileN] = {};
   uint32_t idx[kTileM][16] = {};
@@ -59,12 +65,16 @@ void emulate_mma_sp(const LaneRegs* lanes, double d[kTileM][kTileN]) {
         }
     }
   }
+  int invalid = 0;
+  for (int m = 0; m < kTileM; ++m)
+    for (int c = 0; c < 16; c += 2) invalid += idx[m][c] >= idx[m][c + 1];
   for (int m = 0; m < kTileM; ++m)
     for (int n = 0; n < kTileN; ++n) {
       double s = 0;
       for (int c = 0; c < 16; ++c) s += a_c[m][c] * b[4 * (c / 2) + int(idx[m][c])][n];
       d[m][n] = s;
     }
+  return invalid;
 }
 
 // The whole product through the emulated instruction, tile by tile, with
@@ -98,7 +108,8 @@ void test_product(int64_t rows, int64_t cols, int64_t n, std::mt19937& rng) {
             lanes[lane].e = holds_metadata(lane) ? meta[size_t(metadata_index(tm, tk, k_tiles, lane))] : 0u;
           }
           double d[kTileM][kTileN];
-          emulate_mma_sp(lanes, d);
+          CHECK(emulate_mma_sp(lanes, d) == 0, "invalid metadata nibbles (tile %lld, %lld)", (long long)tm,
+                (long long)tk);
           for (int m = 0; m < kTileM; ++m)
             for (int j = 0; j < kTileN; ++j) acc[m][j] += d[m][j];
         }
@@ -182,7 +193,9 @@ void test_tiled_product(int64_t rows, int64_t k, int64_t n, int64_t b_col_stride
                   lanes[lane].e = holds_metadata(lane) ? stage[meta_smem_word(warp, i, s, lane)] : 0u;
                 }
                 double d[kTileM][kTileN];
-                emulate_mma_sp(lanes, d);
+                // Partial row blocks included: their metadata must be valid too.
+                CHECK(emulate_mma_sp(lanes, d) == 0, "invalid metadata nibbles (block %lld, stage %lld, warp %d)",
+                      (long long)bx, (long long)kt, warp);
                 for (int lane = 0; lane < 32; ++lane)
                   for (int e = 0; e < 4; ++e) {
                     const Coord c = c_fragment(lane, e);
@@ -277,6 +290,26 @@ void test_nibbles_and_errors() {
   CHECK(nm24_pack_metadata(a.bitmap.data(), 16, 32, meta.data()) == Status::kOk, "valid tile");
   CHECK(nm24_pack_metadata(a.bitmap.data(), 8, 32, meta.data()) == Status::kInvalidArgument, "rows %% 16");
   CHECK(nm24_pack_metadata(a.bitmap.data(), 16, 16, meta.data()) == Status::kInvalidArgument, "cols %% 32");
+  // The emulator itself rejects what the instruction leaves undefined: zero
+  // metadata (what zero-filled shared memory holds) and any other nibble whose
+  // first index is not below its second.
+  LaneRegs lanes[32] = {};
+  double d[kTileM][kTileN];
+  for (int lane = 0; lane < 32; ++lane) lanes[lane].e = holds_metadata(lane) ? meta[size_t(2 * (lane >> 2) + (lane & 1))] : 0u;
+  CHECK(emulate_mma_sp(lanes, d) == 0, "packed metadata flagged");
+  lanes[0].e = 0;
+  CHECK(emulate_mma_sp(lanes, d) == 8, "zero metadata of lane 0 (8 chunks of rows 0 and 8) not flagged");
+  lanes[0].e = (meta[0] & ~0xfu) | 0x5u;  // chunk 0 of row 0: both indices 1
+  CHECK(emulate_mma_sp(lanes, d) >= 1, "disordered nibble not flagged");
+  // Partial row blocks of the tiled kernel copy real metadata, never zeros.
+  for (int64_t rows : {16, 80, 144})
+    for (int64_t bx = 0; bx < (rows + TileCfg::kBlockM - 1) / TileCfg::kBlockM; ++bx)
+      for (int tid = 0; tid < TileCfg::kMetaChunks; ++tid) {
+        const TileProblem p{rows, 64, 8, 64};
+        const ChunkCopy c = meta_chunk(p, bx, 0, tid);
+        CHECK(c.valid && c.src >= 0 && c.src + 4 <= nm24_metadata_words(rows, 64),
+              "metadata chunk %d of block %lld (rows %lld) outside the metadata", tid, (long long)bx, (long long)rows);
+      }
   a.bitmap[0] = uint8_t(a.bitmap[0] | 0x0f);  // chunk 0 of row 0 keeps 4
   CHECK(nm24_pack_metadata(a.bitmap.data(), 16, 32, meta.data()) == Status::kInvalidArgument, "3:4 chunk accepted");
 }

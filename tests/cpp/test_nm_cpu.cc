@@ -12,7 +12,9 @@
 #include "dense_check.h"
 #include "random_sparse.h"
 #include "sparsecore/cpu_isa.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 #include "test_harness.h"
 
 using namespace sparsecore;
@@ -143,8 +145,20 @@ void test_errors() {
   MatrixView b = dense_view(bd, 12, 1, false);
   Out out(4, 1, DType::kFloat32, false);
   bd.f32[3] = INFINITY;
-  CHECK(nm_spmm_cpu(v, b, Epilogue{}, out.view) == Status::kNonFinite, "Inf in B must be reported");
+  CHECK(nm_spmm_cpu(v, b, Epilogue{}, out.view) == Status::kOk, "Inf in B is computed");
+  for (int r = 0; r < 4; ++r) CHECK(std::isnan(out.at(r, 0)), "row %d of the poisoned column is not NaN", r);
   bd.f32[3] = 1.f;
+  // A bitmap edited after validation: the kernels check each group's count.
+  for (int64_t n : {1, 3, 20}) {
+    std::vector<uint8_t> bits(a.bitmap.begin(), a.bitmap.end());
+    NmView bad = v;
+    bad.bitmap = bits.data();
+    bits[0] ^= 0x01;
+    OwnedDense bn = random_dense(12 * n, DType::kFloat32, 5);
+    Out on(4, n, DType::kFloat32, false);
+    CHECK(nm_spmm_cpu(bad, dense_view(bn, 12, n, false), Epilogue{}, on.view) == Status::kInvalidIndex,
+          "corrupted bitmap accepted (n = %lld)", (long long)n);
+  }
   MatrixView wrong = b;
   wrong.rows = 8;
   CHECK(nm_spmm_cpu(v, wrong, Epilogue{}, out.view) == Status::kInvalidArgument, "shape mismatch");

@@ -10,7 +10,9 @@
 #include "dense_check.h"
 #include "random_sparse.h"
 #include "sparsecore/cpu_isa.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/act.h"
+#include "sparsecore/nm.h"
+#include "sparsecore/spmm.h"
 #include "test_harness.h"
 
 using namespace sparsecore;
@@ -102,11 +104,47 @@ void test_errors() {
   OwnedDense bd = random_dense(8, DType::kFloat32, 3);
   MatrixView b = dense_view(bd, 8, 1, false);
   Out out(4, 1, DType::kFloat32, false);
-  bd.f32[3] = std::nanf("");
-  CHECK(csr_spmm_cpu(v, b, Epilogue{}, out.view) == Status::kNonFinite, "NaN in B must be reported");
-  bd.f32[3] = INFINITY;
-  CHECK(csr_spmm_cpu(v, b, Epilogue{}, out.view) == Status::kNonFinite, "Inf in B must be reported");
+  // The NaN rule: a non-finite entry of column j of B makes column j of C NaN.
+  for (float bad : {std::nanf(""), float(INFINITY), -float(INFINITY)}) {
+    bd.f32[3] = bad;
+    CHECK(csr_spmm_cpu(v, b, Epilogue{}, out.view) == Status::kOk, "non-finite B is computed");
+    for (int r = 0; r < 4; ++r) CHECK(std::isnan(out.at(r, 0)), "row %d of the poisoned column is not NaN", r);
+  }
   bd.f32[3] = 1.f;
+  // Contents corrupted after validation never make the kernel read outside
+  // its arrays: an index past the columns, a negative int32 index, a bitmap
+  // that marks a different count, bad row chunks.
+  {
+    std::vector<int32_t> idx(a.col32.begin(), a.col32.end());
+    CsrView bad = v;
+    bad.col_idx = idx.data();
+    if (!idx.empty()) {
+      for (int32_t wrong : {8, 1 << 30, -1}) {
+        idx[0] = wrong;
+        CHECK(csr_spmm_cpu(bad, b, Epilogue{}, out.view) == Status::kInvalidIndex, "index %d accepted", wrong);
+        OwnedDense b4 = random_dense(8 * 5, DType::kFloat32, 9);
+        Out out4(4, 5, DType::kFloat32, false);
+        CHECK(csr_spmm_cpu(bad, dense_view(b4, 8, 5, false), Epilogue{}, out4.view) == Status::kInvalidIndex,
+              "index %d accepted by the SpMM kernel", wrong);
+      }
+    }
+    std::vector<uint8_t> bits(size_t(4 * bitmap_row_bytes(8)), 0);
+    CHECK(plan_csr_bitmap(v, bits.data()) == Status::kOk, "bitmap plan");
+    CsrView with_bits = v;
+    with_bits.bitmap = bits.data();
+    CHECK(csr_spmm_cpu(with_bits, b, Epilogue{}, out.view) == Status::kOk, "bitmap plan runs");
+    bits[0] ^= 0x01;  // one more or one fewer marked column in row 0
+    CHECK(csr_spmm_cpu(with_bits, b, Epilogue{}, out.view) == Status::kInvalidIndex, "bitmap count mismatch");
+    bits[0] ^= 0x01;
+    bits[1] |= 0x80;  // column 15: padding past the 8 columns
+    bits[0] &= uint8_t(~(bits[0] & -bits[0]));  // keep the count: drop the lowest marked column
+    CHECK(csr_spmm_cpu(with_bits, b, Epilogue{}, out.view) == Status::kInvalidIndex, "bitmap marks padding");
+    std::vector<int64_t> chunks = {0, 2, 9};
+    CsrView bad_chunks = v;
+    bad_chunks.row_chunks = chunks.data();
+    bad_chunks.num_chunks = 2;
+    CHECK(csr_spmm_cpu(bad_chunks, b, Epilogue{}, out.view) == Status::kInvalidIndex, "row chunks past the rows");
+  }
   MatrixView wrong = b;
   wrong.rows = 7;
   CHECK(csr_spmm_cpu(v, wrong, Epilogue{}, out.view) == Status::kInvalidArgument, "shape mismatch");
@@ -117,7 +155,7 @@ void test_errors() {
     vb.row_ptr = bad_ptr.data();
     char msg[256];
     CHECK(csr_validate(vb, msg, sizeof msg) == Status::kInvalidArgument, "decreasing row_ptr");
-    CHECK(csr_spmm_cpu(vb, b, Epilogue{}, out.view) == Status::kInvalidArgument, "decreasing row_ptr at call");
+    CHECK(csr_spmm_cpu(vb, b, Epilogue{}, out.view) == Status::kInvalidIndex, "decreasing row_ptr at call");
   }
   char msg[256];
   CHECK(csr_validate(v, msg, sizeof msg) == Status::kOk, "valid CSR rejected: %s", msg);

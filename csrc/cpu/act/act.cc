@@ -4,23 +4,28 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "../common/dense_pack.h"
 #include "../common/isa_pick.h"
+#include "../common/run_parts.h"
 #include "../thread_pool.h"
 #include "act_isa.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/act.h"
 
 namespace sparsecore {
 namespace {
 
-// x as fp32 plus the selection of every (row, channel); false when x holds
-// NaN or Inf.
-bool select_rows(const MatrixView& x, const ActSelect& sel, std::vector<float>* xs, std::vector<uint8_t>* on) {
+// x as fp32 plus the selection of every (row, channel), and the rows that
+// hold NaN or Inf (poisoned[r]): those rows select nothing here, and their
+// outputs become NaN after the kernel (the rule of every sparsecore matmul).
+void select_rows(const MatrixView& x, const ActSelect& sel, std::vector<float>* xs, std::vector<uint8_t>* on,
+                 std::vector<uint8_t>* poisoned) {
   const int64_t n = x.rows, in = x.cols;
   xs->resize(size_t(n * in));
   on->resize(size_t(n * in));
+  poisoned->assign(size_t(n), 0);
   for (int64_t r = 0; r < n; ++r) {
     float* xr = xs->data() + r * in;
     uint8_t* sr = on->data() + r * in;
@@ -32,9 +37,11 @@ bool select_rows(const MatrixView& x, const ActSelect& sel, std::vector<float>* 
       xr[j] = v;
       sr[j] = act_selected(v, sel.scale ? sel.scale[j] : 1.f, sel.threshold, sel.complement);
     }
-    if (!finite) return false;
+    if (!finite) {
+      (*poisoned)[size_t(r)] = 1;
+      for (int64_t j = 0; j < in; ++j) sr[j] = 0;
+    }
   }
-  return true;
 }
 
 // Channel lists for groups of R rows (see cpu::ActGroups), padded with
@@ -161,11 +168,15 @@ Status act_pack_bitmap(const MatrixView& w, uint8_t* bitmap, int64_t* offsets, v
   return Status::kOk;
 }
 
-Status act_linear_cpu(const ActWeightView& w, const ActSelect& sel, const MatrixView& x, const Epilogue& ep,
-                      const MatrixView& y) {
+namespace {
+
+Status act_linear_impl(const ActWeightView& w, const ActSelect& sel, const MatrixView& x, const Epilogue& ep,
+                       const MatrixView& y) {
   if (!cpu::matrix_view_ok(x) || !cpu::matrix_view_ok(y) || w.out < 0 || w.in < 0) return Status::kInvalidArgument;
+  if (w.bitmap != nullptr && (w.value_count < 0 || (w.value_count > 0 && w.values == nullptr)))
+    return Status::kInvalidArgument;
   if (x.cols != w.in || y.rows != x.rows || y.cols != w.out) return Status::kInvalidArgument;
-  if (w.out > 0 && w.in > 0 && w.values == nullptr) return Status::kInvalidArgument;
+  if (w.bitmap == nullptr && w.out > 0 && w.in > 0 && w.values == nullptr) return Status::kInvalidArgument;
   if (w.bitmap != nullptr && w.offsets == nullptr) return Status::kInvalidArgument;
   if (w.in > INT32_MAX - kActTile) return Status::kInvalidArgument;
   if (!scale_ok(sel, w.in)) return Status::kInvalidArgument;
@@ -174,8 +185,8 @@ Status act_linear_cpu(const ActWeightView& w, const ActSelect& sel, const Matrix
   if (Status s = cpu::convert_bias(ep, w.out, &bias); s != Status::kOk) return s;
 
   std::vector<float> xs;
-  std::vector<uint8_t> on;
-  if (!select_rows(x, sel, &xs, &on)) return Status::kNonFinite;
+  std::vector<uint8_t> on, poisoned;
+  select_rows(x, sel, &xs, &on, &poisoned);
   const int rows_per = rows_per_group(on, x.rows, w.in, w.value_dtype);
   Lists lists;
   build_lists(xs, on, x.rows, w.in, rows_per, &lists);
@@ -187,26 +198,36 @@ Status act_linear_cpu(const ActWeightView& w, const ActSelect& sel, const Matrix
   g.idx = lists.idx.data();
   g.vals = lists.vals.data();
 
-  using OutputsFn = void (*)(const ActWeightView&, const cpu::ActGroups&, const float*, const MatrixView&, int64_t,
+  using OutputsFn = bool (*)(const ActWeightView&, const cpu::ActGroups&, const float*, const MatrixView&, int64_t,
                              int64_t);
   const OutputsFn fn = cpu::pick<OutputsFn>(&cpu::scalar::act_outputs, SC_AVX2(act_outputs), SC_AVX512(act_outputs),
                                             SC_SIMDE(act_outputs));
   const int64_t padded = act_out_padded(w.out);
   const int64_t work = (int64_t(lists.idx.size()) * rows_per + 1) * padded;
-  if (work < 2 * cpu::kMinParallelWork) {
-    fn(w, g, bias, y, 0, padded);
-    return Status::kOk;
-  }
   // Every output costs about the same (same lists): an even split in units of
   // kActOffsetStride outputs (where weight-sparse runs have value offsets),
   // one part per thread: long parts keep each run's piece long and sequential.
+  const bool parallel = work >= 2 * cpu::kMinParallelWork;
   const int64_t units = (padded + kActOffsetStride - 1) / kActOffsetStride;
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(units, cpu_num_threads()));
-  cpu::parallel_for(parts, [&](int64_t i) {
-    fn(w, g, bias, y, units * i / parts * kActOffsetStride,
-       std::min<int64_t>(padded, units * (i + 1) / parts * kActOffsetStride));
-  });
+  const int64_t parts = parallel ? std::max<int64_t>(1, std::min<int64_t>(units, cpu_num_threads())) : 1;
+  if (Status s = cpu::run_parts(parts, parallel, [&](int64_t i) {
+        return fn(w, g, bias, y, units * i / parts * kActOffsetStride,
+                  std::min<int64_t>(padded, units * (i + 1) / parts * kActOffsetStride));
+      });
+      s != Status::kOk)
+    return s;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t r = 0; r < y.rows; ++r)
+    if (poisoned[size_t(r)])
+      for (int64_t o = 0; o < y.cols; ++o) store_from_float(y.data, r * y.row_stride + o * y.col_stride, y.dtype, nan);
   return Status::kOk;
+}
+
+}  // namespace
+
+Status act_linear_cpu(const ActWeightView& w, const ActSelect& sel, const MatrixView& x, const Epilogue& ep,
+                      const MatrixView& y) {
+  return cpu::guarded([&] { return act_linear_impl(w, sel, x, ep, y); });
 }
 
 }  // namespace sparsecore

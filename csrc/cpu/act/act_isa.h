@@ -4,7 +4,7 @@
 #include <cstdint>
 
 #include "sparsecore/act_layout.h"
-#include "sparsecore/views.h"
+#include "sparsecore/act.h"
 
 namespace sparsecore::cpu {
 
@@ -42,7 +42,7 @@ struct ActGroups {
 
 #define SPARSECORE_DECLARE_ACT_ISA(ns)                                                               \
   namespace ns {                                                                                     \
-  void act_outputs(const ActWeightView& w, const ActGroups& g, const float* bias, const MatrixView& y, \
+  bool act_outputs(const ActWeightView& w, const ActGroups& g, const float* bias, const MatrixView& y, \
                    int64_t o_begin, int64_t o_end);                                              \
   }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -20,14 +21,13 @@ float read(const void* p, int64_t i) {
   return load_as_float(p, i, T);
 }
 
-// Pack rows [k0, k1) of B into the tiled layout of PackedDense. Returns
-// false when a NaN or Inf was seen: v * 0 is NaN exactly for NaN and Inf, and
-// the sum of those stays NaN, which keeps the loops vectorisable.
+// Pack rows [k0, k1) of B into the tiled layout of PackedDense. A NaN or Inf
+// is packed as 0 and its column marked in bad[] (n entries): v * 0 is NaN
+// exactly for NaN and Inf, which keeps the loops branch-free.
 template <DType T>
-bool pack_rows(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0, int64_t k1) {
+void pack_rows(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0, int64_t k1, uint8_t* bad) {
   using S = std::conditional_t<T == DType::kFloat32, float, uint16_t>;
   const S* src = static_cast<const S*>(b.data);
-  float poison = 0.f;
   const int64_t n = b.cols, tile = p.tile;
   // Column j of B lives at col_base(j) + r * tile.
   auto col_base = [&](int64_t j) { return dst + (j / tile) * p.tile_stride + j % tile; };
@@ -40,8 +40,9 @@ bool pack_rows(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0
         const int64_t w = std::min(tile, n - j0);
         for (int64_t j = 0; j < w; ++j) {
           const float v = read<T>(row, j0 + j);
-          d[j] = v;
-          poison += v * 0.f;
+          const float z = v * 0.f;
+          d[j] = z == z ? v : 0.f;
+          bad[j0 + j] |= uint8_t(z != z);
         }
         for (int64_t j = w; j < tile; ++j) d[j] = 0.f;
       }
@@ -54,11 +55,14 @@ bool pack_rows(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0
       for (int64_t j = 0; j < n; ++j) {
         const S* col = src + j * b.col_stride;
         float* d = col_base(j);
+        float poison = 0.f;
         for (int64_t k = kb; k < ke; ++k) {
           const float v = read<T>(col, k * b.row_stride);
-          d[k * tile] = v;
-          poison += v * 0.f;
+          const float z = v * 0.f;
+          d[k * tile] = z == z ? v : 0.f;
+          poison += z;
         }
+        bad[j] |= uint8_t(poison != poison);
       }
       // Padding columns of the last tile.
       const int64_t padded = (n + tile - 1) / tile * tile;
@@ -68,14 +72,13 @@ bool pack_rows(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0
       }
     }
   }
-  return !std::isnan(poison);
 }
 
-bool pack_rows_any(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0, int64_t k1) {
+void pack_rows_any(const MatrixView& b, const PackedDense& p, float* dst, int64_t k0, int64_t k1, uint8_t* bad) {
   switch (b.dtype) {
-    case DType::kFloat32: return pack_rows<DType::kFloat32>(b, p, dst, k0, k1);
-    case DType::kFloat16: return pack_rows<DType::kFloat16>(b, p, dst, k0, k1);
-    default: return pack_rows<DType::kBFloat16>(b, p, dst, k0, k1);
+    case DType::kFloat32: pack_rows<DType::kFloat32>(b, p, dst, k0, k1, bad); break;
+    case DType::kFloat16: pack_rows<DType::kFloat16>(b, p, dst, k0, k1, bad); break;
+    default: pack_rows<DType::kBFloat16>(b, p, dst, k0, k1, bad); break;
   }
 }
 
@@ -93,9 +96,10 @@ float* thread_scratch(int64_t floats) {
 }
 
 // Packs B into a per-thread buffer with `tile` columns per tile (see
-// PackedDense). Returns false on non-finite input.
-bool pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* out) {
+// PackedDense) and records its non-finite columns.
+Status pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* out) {
   static thread_local std::vector<float> buffer;
+  static thread_local std::vector<uint8_t> flags;
   const int64_t k = b.rows, n = b.cols;
   const int64_t tiles = (n + tile - 1) / tile;
   // k rows + the zero row + kPadFloats zeros: full vector loads stay inside. Every tile
@@ -105,7 +109,10 @@ bool pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* o
   constexpr int64_t kAlignFloats = 16;
   const int64_t tile_stride = ((k + 1) * tile + kPadFloats + kAlignFloats - 1) / kAlignFloats * kAlignFloats;
   const size_t need = size_t(tiles * tile_stride + kAlignFloats);
+  const int64_t blocks = parallel ? std::max<int64_t>(1, std::min<int64_t>(k / 256, 4 * cpu_num_threads())) : 1;
   if (buffer.size() < need) buffer.resize(need);
+  // One row of column flags per block (blocks share columns), ORed at the end.
+  flags.assign(size_t(blocks * n), 0);
   const uintptr_t raw = reinterpret_cast<uintptr_t>(buffer.data());
   float* dst = buffer.data() + (((raw + 63) & ~uintptr_t(63)) - raw) / sizeof(float);
   out->data = dst;
@@ -113,15 +120,30 @@ bool pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* o
   out->n = n;
   out->tile = tile;
   out->tile_stride = tile_stride;
+  out->nonfinite = nullptr;
   for (int64_t t = 0; t < tiles; ++t) std::fill(dst + t * tile_stride + k * tile, dst + (t + 1) * tile_stride, 0.f);
-  const int64_t blocks = parallel ? std::max<int64_t>(1, std::min<int64_t>(k / 256, 4 * cpu_num_threads())) : 1;
-  std::vector<char> finite(size_t(blocks), 1);
+  uint8_t* bad = flags.data();
   auto pack_block = [&](int64_t i) {
     const int64_t k0 = k * i / blocks, k1 = k * (i + 1) / blocks;
-    finite[size_t(i)] = pack_rows_any(b, *out, dst, k0, k1);
+    pack_rows_any(b, *out, dst, k0, k1, bad + i * n);
   };
-  cpu::parallel_for(blocks, pack_block);
-  return std::all_of(finite.begin(), finite.end(), [](char f) { return f != 0; });
+  if (Status s = cpu::parallel_for(blocks, pack_block); s != Status::kOk) return s;
+  bool any = false;
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t i = 1; i < blocks; ++i) bad[j] |= bad[i * n + j];
+    any |= bad[j] != 0;
+  }
+  if (any) out->nonfinite = bad;
+  return Status::kOk;
+}
+
+void poison_columns(const PackedDense& b, const MatrixView& c) {
+  if (b.nonfinite == nullptr) return;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t j = 0; j < c.cols; ++j) {
+    if (!b.nonfinite[j]) continue;
+    for (int64_t r = 0; r < c.rows; ++r) store_from_float(c.data, r * c.row_stride + j * c.col_stride, c.dtype, nan);
+  }
 }
 
 int64_t spmm_tile(int64_t n) {
@@ -134,10 +156,7 @@ Status convert_bias(const Epilogue& ep, int64_t rows, const float** out) {
   *out = nullptr;
   if (ep.bias == nullptr) return Status::kOk;
   buffer.resize(size_t(rows));
-  for (int64_t i = 0; i < rows; ++i) {
-    buffer[size_t(i)] = load_as_float(ep.bias, i, ep.bias_dtype);
-    if (!std::isfinite(buffer[size_t(i)])) return Status::kNonFinite;
-  }
+  for (int64_t i = 0; i < rows; ++i) buffer[size_t(i)] = load_as_float(ep.bias, i, ep.bias_dtype);
   *out = buffer.data();
   return Status::kOk;
 }

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "sparsecore/ops.h"
+#include "sparsecore/core.h"
 
 namespace sparsecore::cpu {
 
@@ -22,8 +22,11 @@ struct PackedDense {
   int64_t n = 0;     // real columns
   int64_t tile = 1;
   int64_t tile_stride = 0;
-  const float* tile_data(int64_t t) const { return data + t * tile_stride; }
+  // Columns of B holding a NaN or Inf (column j of C then becomes NaN: the
+  // rule of every sparsecore matmul); null when B is finite.
+  const uint8_t* nonfinite = nullptr;
 };
+static inline const float* tile_data(const PackedDense& b, int64_t t) { return b.data + t * b.tile_stride; }
 
 // Widest B tile of the SpMM kernels: 64 fp32 columns = 8 AVX2 / 4 AVX-512
 // accumulators per row of C.
@@ -52,15 +55,24 @@ constexpr int64_t kMinParallelWork = 1 << 15;
 bool matrix_view_ok(const MatrixView& m);
 
 // Packs B into a per-thread buffer with `tile` columns per tile (see
-// PackedDense). Returns false when B holds NaN or Inf.
-bool pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* out);
+// PackedDense), recording the columns that hold NaN or Inf. Non-finite
+// values are packed as zeros, so no kernel multiplies them (a stored zero
+// times Inf would make some entries NaN and others not); poison_columns then
+// writes the rule's NaNs. Fails only when memory runs out.
+Status pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* out);
+
+// Column j of C (rows x n) becomes NaN for every column j that
+// b.nonfinite marks.
+void poison_columns(const PackedDense& b, const MatrixView& c);
+
 
 // Tile width for the SpMM kernels: whole 16-float vectors, at most
 // kSpmmTileCols columns.
 int64_t spmm_tile(int64_t n);
 
-// Bias converted to fp32 (finite-checked) in a per-thread buffer; *out is
-// null when there is no bias.
+// Bias converted to fp32 in a per-thread buffer; *out is null when there is
+// no bias. (A NaN bias entry makes its row of C NaN, as in dense arithmetic.)
 Status convert_bias(const Epilogue& ep, int64_t rows, const float** out);
 
 }  // namespace sparsecore::cpu
+

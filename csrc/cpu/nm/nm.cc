@@ -6,10 +6,11 @@
 #include <cstdio>
 
 #include "../common/isa_pick.h"
+#include "../common/run_parts.h"
 #include "../thread_pool.h"
 #include "nm_isa.h"
 #include "../common/validate_fail.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/nm.h"
 
 namespace sparsecore {
 namespace {
@@ -44,14 +45,16 @@ Status nm_validate(const NmView& a, char* msg, int len) {
         return validation_failure(msg, len, "N:M: row %lld marks column %lld past the %lld columns", (long long)r, (long long)c,
                     (long long)a.cols);
   }
-  const int64_t count = a.rows * a.values_per_row();
+  const int64_t count = a.rows * nm_values_per_row(a);
   for (int64_t i = 0; i < count; ++i)
     if (!std::isfinite(load_as_float(a.values, i, a.value_dtype)))
       return validation_failure(msg, len, "N:M: values contain NaN or Inf (at flat position %lld)", (long long)i);
   return Status::kOk;
 }
 
-Status nm_spmm_cpu(const NmView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c) {
+namespace {
+
+Status nm_spmm_impl(const NmView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c) {
   if (!pattern_ok(a)) return Status::kInvalidArgument;
   if (!cpu::matrix_view_ok(b) || !cpu::matrix_view_ok(c)) return Status::kInvalidArgument;
   if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) return Status::kInvalidArgument;
@@ -60,23 +63,31 @@ Status nm_spmm_cpu(const NmView& a, const MatrixView& b, const Epilogue& ep, con
   const bool parallel = a.rows * a.cols * b.cols >= 2 * cpu::kMinParallelWork;
   const bool decode = b.cols <= cpu::kNmMaxDecodeCols;
   cpu::PackedDense packed;
-  if (!cpu::pack_dense(b, decode ? 1 : cpu::spmm_tile(b.cols), parallel, &packed)) return Status::kNonFinite;
+  if (Status s = cpu::pack_dense(b, decode ? 1 : cpu::spmm_tile(b.cols), parallel, &packed); s != Status::kOk)
+    return s;
   cpu::SpmmOutput out;
   out.c = c;
   if (Status s = cpu::convert_bias(ep, a.rows, &out.bias); s != Status::kOk) return s;
-  using RowsFn = void (*)(const NmView&, const cpu::PackedDense&, const cpu::SpmmOutput&, int64_t, int64_t);
+  using RowsFn = bool (*)(const NmView&, const cpu::PackedDense&, const cpu::SpmmOutput&, int64_t, int64_t);
   const RowsFn fn = cpu::pick<RowsFn>(&cpu::scalar::nm_rows, SC_AVX2(nm_rows), SC_AVX512(nm_rows), SC_SIMDE(nm_rows));
-  if (!parallel) {
-    fn(a, packed, out, 0, a.rows);
-    return Status::kOk;
-  }
   // Every row costs the same: an even split, a few parts per thread so a
   // thread that is descheduled does not hold up the call. Panel kernels want
   // long row ranges (the B panel is reused across them).
   const int64_t min_rows = decode ? 16 : 64;
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(a.rows / min_rows, 4 * cpu_num_threads()));
-  cpu::parallel_for(parts, [&](int64_t i) { fn(a, packed, out, a.rows * i / parts, a.rows * (i + 1) / parts); });
+  const int64_t parts =
+      parallel ? std::max<int64_t>(1, std::min<int64_t>(a.rows / min_rows, 4 * cpu_num_threads())) : 1;
+  if (Status s = cpu::run_parts(parts, parallel,
+                                [&](int64_t i) { return fn(a, packed, out, a.rows * i / parts, a.rows * (i + 1) / parts); });
+      s != Status::kOk)
+    return s;
+  cpu::poison_columns(packed, c);
   return Status::kOk;
+}
+
+}  // namespace
+
+Status nm_spmm_cpu(const NmView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c) {
+  return cpu::guarded([&] { return nm_spmm_impl(a, b, ep, c); });
 }
 
 }  // namespace sparsecore

@@ -4,13 +4,13 @@
 #include <cstdint>
 
 #include "../common/dense_pack.h"
-#include "sparsecore/views.h"
+#include "sparsecore/nm.h"
 
 namespace sparsecore::cpu {
 
 #define SPARSECORE_DECLARE_NM_ISA(ns)                                                        \
   namespace ns {                                                                             \
-  void nm_rows(const NmView& a, const PackedDense& b, const SpmmOutput& out, int64_t begin, \
+  bool nm_rows(const NmView& a, const PackedDense& b, const SpmmOutput& out, int64_t begin, \
                int64_t end);                                                                 \
   }
 

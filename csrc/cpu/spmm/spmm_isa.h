@@ -1,18 +1,20 @@
 // Internal interface between the baseline dispatcher (spmm.cc) and the
-// per-ISA kernel translation units. Plain structs and functions only.
+// per-ISA kernel translation units. Plain structs and functions only. The
+// row-range functions return false when index or bitmap contents they were
+// about to use point outside the matrix.
 #pragma once
 #include <cstdint>
 
 #include "../common/dense_pack.h"
-#include "sparsecore/views.h"
+#include "sparsecore/spmm.h"
 
 namespace sparsecore::cpu {
 
 #define SPARSECORE_DECLARE_SPMM_ISA(ns)                                                        \
   namespace ns {                                                                               \
-  void csr_rows(const CsrView& a, const PackedDense& b, const SpmmOutput& out, int64_t begin,  \
+  bool csr_rows(const CsrView& a, const PackedDense& b, const SpmmOutput& out, int64_t begin,  \
                 int64_t end);                                                                  \
-  void bsr_rows(const BsrView& a, const PackedDense& b, const SpmmOutput& out, int64_t begin,   \
+  bool bsr_rows(const BsrView& a, const PackedDense& b, const SpmmOutput& out, int64_t begin,   \
                 int64_t end);                                                                  \
   }
 

@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "../common/validate_fail.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/spmm.h"
 
 namespace sparsecore {
 namespace {
@@ -64,16 +64,18 @@ Status bsr_validate(const BsrView& a, char* msg, int len) {
                              a.values, a.value_dtype, a.block_h * a.block_w, msg, len);
 }
 
-void plan_csr_bitmap(const CsrView& a, uint8_t* bitmap) {
+Status plan_csr_bitmap(const CsrView& a, uint8_t* bitmap) {
   const int64_t stride = bitmap_row_bytes(a.cols);
   for (int64_t r = 0; r < a.rows; ++r) {
     uint8_t* row = bitmap + r * stride;
     for (int64_t i = 0; i < stride; ++i) row[i] = 0;
     for (int64_t p = a.row_ptr[r]; p < a.row_ptr[r + 1]; ++p) {
       const int64_t c = load_index(a.col_idx, p, a.index_type);
+      if (c < 0 || c >= a.cols) return Status::kInvalidIndex;
       row[c >> 3] = uint8_t(row[c >> 3] | (1u << (c & 7)));
     }
   }
+  return Status::kOk;
 }
 
 void plan_row_chunks(const int64_t* row_ptr, int64_t rows, int64_t row_cost, int64_t num_chunks, int64_t* chunks) {

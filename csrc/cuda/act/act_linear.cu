@@ -4,15 +4,17 @@
 // kept), then each warp walks the list for its tile of 32 output features,
 // one lane per feature: a listed channel is one coalesced 64/128-byte read of
 // its run in the packed weight (act_layout.h), an inactive one is never read. Partial
-// sums go into an fp32 workspace (atomicAdd across chunks); a second kernel
-// adds the bias and writes y in its dtype.
+// sums go into an fp32 workspace (atomicAdd across chunks, so the last bits
+// may differ between runs); a second kernel adds the bias and writes y in its
+// dtype, NaN for a row of x that holds NaN or Inf. Rows go in launches of at
+// most 65535 (grid.y), any number of them.
 #include <cuda_runtime.h>
 
 #include <type_traits>
 
-#include "sparsecore/act_layout.h"
+#include "../common/device.cuh"
+#include "sparsecore/act.h"
 #include "sparsecore/dtypes.h"
-#include "sparsecore/ops.h"
 
 namespace sparsecore::cuda {
 namespace {
@@ -25,7 +27,9 @@ struct ActArgs {
   ActWeightView w;
   ActSelect sel;
   MatrixView x;
-  float* work;  // rows x out fp32
+  float* work;     // rows x out fp32
+  int* poisoned;   // rows: set when the row of x holds NaN or Inf
+  int64_t row0;    // first row of this launch
 };
 
 template <DType WT>
@@ -34,7 +38,7 @@ __global__ void __launch_bounds__(kThreads) act_linear_kernel(ActArgs a) {
   __shared__ float s_val[kActCudaChunk];
   __shared__ int s_count[kPerThread][kActCudaWarps];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t row = blockIdx.y;
+  const int64_t row = a.row0 + blockIdx.y;
   const int64_t c0 = int64_t(blockIdx.z) * kActCudaChunk;
 
   // Threshold the chunk: pass p covers channels c0 + p * kThreads + threadIdx.x.
@@ -47,6 +51,7 @@ __global__ void __launch_bounds__(kThreads) act_linear_kernel(ActArgs a) {
     if (j < a.w.in) {
       xv[p] = load_as_float(a.x.data, row * a.x.row_stride + j * a.x.col_stride, a.x.dtype);
       on[p] = act_selected(xv[p], a.sel.scale ? a.sel.scale[j] : 1.f, a.sel.threshold, a.sel.complement);
+      if (blockIdx.x == 0 && !(xv[p] - xv[p] == 0.f)) atomicOr(a.poisoned + row, 1);
     }
     const unsigned ballot = __ballot_sync(0xffffffffu, on[p]);
     if (lane == 0) s_count[p][warp] = __popc(ballot);
@@ -86,13 +91,14 @@ __global__ void __launch_bounds__(kThreads) act_linear_kernel(ActArgs a) {
   if (o < a.w.out) atomicAdd(a.work + row * a.w.out + o, acc);
 }
 
-__global__ void act_finish_kernel(const float* work, int64_t rows, int64_t out, const void* bias, DType bias_dtype,
-                                  MatrixView y) {
+__global__ void act_finish_kernel(const float* work, const int* poisoned, int64_t rows, int64_t out,
+                                  const void* bias, DType bias_dtype, MatrixView y) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * out) return;
   const int64_t r = i / out, o = i % out;
   const float b = bias ? load_as_float(bias, o, bias_dtype) : 0.f;
-  store_from_float(y.data, r * y.row_stride + o * y.col_stride, y.dtype, work[i] + b);
+  const float v = poisoned[r] ? __int_as_float(0x7fc00000) : work[i] + b;
+  store_from_float(y.data, r * y.row_stride + o * y.col_stride, y.dtype, v);
 }
 
 }  // namespace
@@ -103,35 +109,45 @@ namespace sparsecore {
 Status act_linear_cuda(const ActWeightView& w, const ActSelect& sel, const MatrixView& x, const Epilogue& ep,
                        const MatrixView& y, void* stream_ptr) {
   if (x.cols != w.in || y.rows != x.rows || y.cols != w.out || w.out < 0 || w.in < 0) return Status::kInvalidArgument;
+  if (w.bitmap != nullptr) return Status::kInvalidArgument;  // weight-sparse runs are CPU-only
   if (y.rows == 0 || y.cols == 0) return Status::kOk;
   if (w.in > 0 && w.values == nullptr) return Status::kInvalidArgument;
+  if (Status s = cuda::check_current_device(); s != Status::kOk) return s;
   auto stream = static_cast<cudaStream_t>(stream_ptr);
   const int64_t total = y.rows * w.out;
-  float* work = nullptr;
-  if (cudaMallocAsync(reinterpret_cast<void**>(&work), size_t(total) * sizeof(float), stream) != cudaSuccess)
+  // One allocation: the fp32 partial sums, then one poison flag per row.
+  char* work = nullptr;
+  const size_t work_bytes = size_t(total) * sizeof(float), bytes = work_bytes + size_t(y.rows) * sizeof(int);
+  if (cudaMallocAsync(reinterpret_cast<void**>(&work), bytes, stream) != cudaSuccess) {
+    cuda::cuda_status(cudaGetLastError(), "cudaMallocAsync");
     return Status::kOutOfMemory;
-  Status status = Status::kOk;
-  if (cudaMemsetAsync(work, 0, size_t(total) * sizeof(float), stream) != cudaSuccess) status = Status::kCudaError;
-  const ActCudaGrid grid = act_cuda_grid(w.out, w.in, y.rows);
-  if (status == Status::kOk && grid.chunks > 0) {
-    if (grid.rows > 65535 || grid.chunks > 65535) {
+  }
+  float* partial = reinterpret_cast<float*>(work);
+  int* poisoned = reinterpret_cast<int*>(work + work_bytes);
+  Status status = cuda::cuda_status(cudaMemsetAsync(work, 0, bytes, stream), "cudaMemsetAsync");
+  constexpr int64_t kMaxRowsPerLaunch = 65535;  // grid.y
+  for (int64_t row0 = 0; status == Status::kOk && row0 < y.rows; row0 += kMaxRowsPerLaunch) {
+    const int64_t rows = y.rows - row0 < kMaxRowsPerLaunch ? y.rows - row0 : kMaxRowsPerLaunch;
+    const ActCudaGrid grid = act_cuda_grid(w.out, w.in, rows);
+    if (grid.chunks == 0) break;
+    if (grid.chunks > 65535 || grid.tile_blocks > 2147483647) {
       status = Status::kUnsupported;
-    } else {
-      const cuda::ActArgs args{w, sel, x, work};
-      const dim3 blocks(unsigned(grid.tile_blocks), unsigned(grid.rows), unsigned(grid.chunks));
-      switch (w.value_dtype) {
-        case DType::kFloat32: cuda::act_linear_kernel<DType::kFloat32><<<blocks, cuda::kThreads, 0, stream>>>(args); break;
-        case DType::kBFloat16: cuda::act_linear_kernel<DType::kBFloat16><<<blocks, cuda::kThreads, 0, stream>>>(args); break;
-        case DType::kFloat16: cuda::act_linear_kernel<DType::kFloat16><<<blocks, cuda::kThreads, 0, stream>>>(args); break;
-      }
-      if (cudaGetLastError() != cudaSuccess) status = Status::kCudaError;
+      break;
     }
+    const cuda::ActArgs args{w, sel, x, partial, poisoned, row0};
+    const dim3 blocks(unsigned(grid.tile_blocks), unsigned(grid.rows), unsigned(grid.chunks));
+    switch (w.value_dtype) {
+      case DType::kFloat32: cuda::act_linear_kernel<DType::kFloat32><<<blocks, cuda::kThreads, 0, stream>>>(args); break;
+      case DType::kBFloat16: cuda::act_linear_kernel<DType::kBFloat16><<<blocks, cuda::kThreads, 0, stream>>>(args); break;
+      case DType::kFloat16: cuda::act_linear_kernel<DType::kFloat16><<<blocks, cuda::kThreads, 0, stream>>>(args); break;
+    }
+    status = cuda::cuda_status(cudaGetLastError(), "act_linear launch");
   }
   if (status == Status::kOk) {
     const int threads = 256;
     cuda::act_finish_kernel<<<unsigned((total + threads - 1) / threads), threads, 0, stream>>>(
-        work, y.rows, w.out, ep.bias, ep.bias_dtype, y);
-    if (cudaGetLastError() != cudaSuccess) status = Status::kCudaError;
+        partial, poisoned, y.rows, w.out, ep.bias, ep.bias_dtype, y);
+    status = cuda::cuda_status(cudaGetLastError(), "act_finish launch");
   }
   cudaFreeAsync(work, stream);
   return status;

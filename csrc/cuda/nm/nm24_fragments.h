@@ -42,30 +42,30 @@ struct Coord {
 
 // Compressed A element `half` (0, 1) of register `reg` (0..3) of `lane`:
 // (row 0..15, compressed column 0..15).
-SPARSECORE_HD inline Coord a_fragment(int lane, int reg, int half) {
+SPARSECORE_HD static inline Coord a_fragment(int lane, int reg, int half) {
   const int g = lane >> 2, t = lane & 3;
   return {g + 8 * (reg & 1), 2 * t + 8 * (reg >> 1) + half};
 }
 
 // B element `half` of register `reg` (0..3) of `lane`: (k 0..31, n 0..7).
-SPARSECORE_HD inline Coord b_fragment(int lane, int reg, int half) {
+SPARSECORE_HD static inline Coord b_fragment(int lane, int reg, int half) {
   const int g = lane >> 2, t = lane & 3;
   return {2 * t + 8 * reg + half, g};
 }
 
 // Accumulator element i (0..3) of `lane`: (row 0..15, n 0..7).
-SPARSECORE_HD inline Coord c_fragment(int lane, int i) {
+SPARSECORE_HD static inline Coord c_fragment(int lane, int i) {
   const int g = lane >> 2, t = lane & 3;
   return {g + 8 * (i >> 1), 2 * t + (i & 1)};
 }
 
 // Lanes that supply metadata with sparsity selector 0.
-SPARSECORE_HD inline bool holds_metadata(int lane) { return (lane & 3) < 2; }
+SPARSECORE_HD static inline bool holds_metadata(int lane) { return (lane & 3) < 2; }
 
 // Nibble of one chunk from its 4-bit column mask (exactly two bits set):
 // first kept column in bits 0..1, second in bits 2..3. Returns 0xff for a
 // mask that is not 2:4.
-SPARSECORE_HD inline uint8_t chunk_nibble(unsigned mask4) {
+SPARSECORE_HD static inline uint8_t chunk_nibble(unsigned mask4) {
   int first = -1, second = -1;
   for (int i = 0; i < 4; ++i) {
     if (!((mask4 >> i) & 1u)) continue;
@@ -80,7 +80,7 @@ SPARSECORE_HD inline uint8_t chunk_nibble(unsigned mask4) {
 // The metadata word of `lane` for one 16 x 32 tile, given the nibbles of the
 // tile's 16 rows x 8 chunks (nibbles[row * 8 + chunk]). Lanes that supply no
 // metadata get 0 (never read by the instruction).
-SPARSECORE_HD inline uint32_t metadata_word(const uint8_t* nibbles, int lane) {
+SPARSECORE_HD static inline uint32_t metadata_word(const uint8_t* nibbles, int lane) {
   if (!holds_metadata(lane)) return 0;
   const int g = lane >> 2, t = lane & 3;
   uint32_t w = 0;
@@ -94,7 +94,7 @@ SPARSECORE_HD inline uint32_t metadata_word(const uint8_t* nibbles, int lane) {
 // Stored position of the metadata words: tile (tm, tk) of a matrix with
 // k_tiles tiles along k holds kMetaWords consecutive words, word 2 * g + t for
 // lane (g, t < 2), so one warp reads a tile's metadata as 64 contiguous bytes.
-SPARSECORE_HD inline int64_t metadata_index(int64_t tm, int64_t tk, int64_t k_tiles, int lane) {
+SPARSECORE_HD static inline int64_t metadata_index(int64_t tm, int64_t tk, int64_t k_tiles, int lane) {
   return (tm * k_tiles + tk) * kMetaWords + 2 * (lane >> 2) + (lane & 1);
 }
 
@@ -114,9 +114,9 @@ static_assert(Nm24Config::kThreads <= 1024, "block too large");
 
 // Block (bx, by) of the grid covers rows [bx * 16, +16) and columns
 // [by * 32, +32); warp w multiplies k tiles first_k_tile(w), + kWarps, ...
-SPARSECORE_HD inline int64_t grid_x(int64_t rows) { return rows / kTileM; }
-SPARSECORE_HD inline int64_t grid_y(int64_t n) { return (n + Nm24Config::kBlockCols - 1) / Nm24Config::kBlockCols; }
-SPARSECORE_HD inline int64_t first_k_tile(int warp) { return warp; }
+SPARSECORE_HD static inline int64_t grid_x(int64_t rows) { return rows / kTileM; }
+SPARSECORE_HD static inline int64_t grid_y(int64_t n) { return (n + Nm24Config::kBlockCols - 1) / Nm24Config::kBlockCols; }
+SPARSECORE_HD static inline int64_t first_k_tile(int warp) { return warp; }
 constexpr int64_t kKTileStep = Nm24Config::kWarps;
 
 }  // namespace sparsecore::cuda::nm24

@@ -14,10 +14,11 @@
 // the CPU tests run against an emulation of the instruction.
 #include <cuda_runtime.h>
 
+#include "../common/device.cuh"
 #include "nm24_fragments.h"
 #include "nm24_tiles.h"
 #include "sparsecore/dtypes.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/nm.h"
 
 namespace sparsecore::cuda::nm24 {
 namespace {
@@ -241,6 +242,7 @@ Status nm24_spmm_cuda(const Nm24View& a, const MatrixView& b, const Epilogue& ep
     return Status::kInvalidArgument;
   if (c.rows == 0 || c.cols == 0) return Status::kOk;
   if (a.cols == 0) return Status::kInvalidArgument;  // nothing to multiply but outputs to write: caller's job
+  if (Status st = cuda::check_current_device(); st != Status::kOk) return st;
   Args args{a, static_cast<const uint16_t*>(b.data), b.cols > 1 ? b.col_stride : 0, b.cols, c, ep.bias, ep.bias_dtype};
   auto s = static_cast<cudaStream_t>(stream);
   const bool bf16 = a.value_dtype == DType::kBFloat16;
@@ -258,9 +260,8 @@ Status nm24_spmm_cuda(const Nm24View& a, const MatrixView& b, const Epilogue& ep
     if (bf16) nm24_kernel<true><<<grid, Nm24Config::kThreads, 0, s>>>(args);
     else nm24_kernel<false><<<grid, Nm24Config::kThreads, 0, s>>>(args);
   }
-  const cudaError_t err = cudaGetLastError();
-  if (err == cudaErrorInvalidConfiguration) return Status::kUnsupported;
-  return err == cudaSuccess ? Status::kOk : Status::kCudaError;
+  if (Status st = cuda::cuda_status(cudaGetLastError(), "nm24_spmm launch"); st != Status::kOk) return st;
+  return cuda::poison_nonfinite_columns(b, c, s);
 }
 
 }  // namespace sparsecore

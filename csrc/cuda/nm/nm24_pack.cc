@@ -2,7 +2,7 @@
 // when a 2:4 weight moves to the GPU. Compiled in every build (no CUDA
 // needed), so the CPU tests exercise the same code the GPU path uses.
 #include "nm24_fragments.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/nm.h"
 
 namespace sparsecore {
 

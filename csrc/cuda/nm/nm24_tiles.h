@@ -83,13 +83,13 @@ struct ChunkCopy {
   bool valid;
 };
 
-SPARSECORE_HD inline int64_t k_stages(const TileProblem& p) { return p.k / TileCfg::kBlockK; }
-SPARSECORE_HD inline int64_t tile_grid_x(const TileProblem& p) { return (p.rows + TileCfg::kBlockM - 1) / TileCfg::kBlockM; }
-SPARSECORE_HD inline int64_t tile_grid_y(const TileProblem& p) { return (p.n + TileCfg::kBlockN - 1) / TileCfg::kBlockN; }
+SPARSECORE_HD static inline int64_t k_stages(const TileProblem& p) { return p.k / TileCfg::kBlockK; }
+SPARSECORE_HD static inline int64_t tile_grid_x(const TileProblem& p) { return (p.rows + TileCfg::kBlockM - 1) / TileCfg::kBlockM; }
+SPARSECORE_HD static inline int64_t tile_grid_y(const TileProblem& p) { return (p.n + TileCfg::kBlockN - 1) / TileCfg::kBlockN; }
 
 // Chunk i (0 .. kAChunksPerThread) of thread tid: compressed values of A,
 // source index in 16-bit elements of the (rows x k / 2) value array.
-SPARSECORE_HD inline ChunkCopy a_chunk(const TileProblem& p, int64_t bx, int64_t kt, int tid, int i) {
+SPARSECORE_HD static inline ChunkCopy a_chunk(const TileProblem& p, int64_t bx, int64_t kt, int tid, int i) {
   const int c = tid + i * TileCfg::kThreads;
   const int row = c / (TileCfg::kARowWords / 4), part = c % (TileCfg::kARowWords / 4);
   const int64_t m = bx * TileCfg::kBlockM + row;
@@ -99,7 +99,7 @@ SPARSECORE_HD inline ChunkCopy a_chunk(const TileProblem& p, int64_t bx, int64_t
 
 // Chunk i (0 .. kBChunksPerThread) of thread tid: 8 consecutive k of one
 // column of B, source index in elements of B.
-SPARSECORE_HD inline ChunkCopy b_chunk(const TileProblem& p, int64_t by, int64_t kt, int tid, int i) {
+SPARSECORE_HD static inline ChunkCopy b_chunk(const TileProblem& p, int64_t by, int64_t kt, int tid, int i) {
   const int c = tid + i * TileCfg::kThreads;
   const int col = c / (TileCfg::kBRowWords / 4), part = c % (TileCfg::kBRowWords / 4);
   const int64_t n = by * TileCfg::kBlockN + col;
@@ -109,36 +109,44 @@ SPARSECORE_HD inline ChunkCopy b_chunk(const TileProblem& p, int64_t by, int64_t
 
 // Metadata chunk of thread tid (threads tid < kMetaChunks copy one): the
 // words of the stage's two 16 x 32 tiles of one row tile are consecutive in
-// the packed metadata (metadata_index), 8 chunks per row tile.
-SPARSECORE_HD inline ChunkCopy meta_chunk(const TileProblem& p, int64_t bx, int64_t kt, int tid) {
+// the packed metadata (metadata_index), 8 chunks per row tile. A row tile
+// past the end of the matrix (a partial block) copies the last real row
+// tile's metadata instead of zeros: nibble 0000 is not a valid
+// ::ordered_metadata index pair (the PTX ISA allows only 0100, 1000, 1001,
+// 1100, 1101, 1110), so zero-filled metadata would make the instruction's
+// result undefined. Those rows' A values are zero-filled and their outputs
+// dropped, so any valid metadata gives the same result. (rows >= 16.)
+SPARSECORE_HD static inline ChunkCopy meta_chunk(const TileProblem& p, int64_t bx, int64_t kt, int tid) {
   constexpr int kPerRowTile = TileCfg::kKSteps * kMetaWords / 4;
   const int rt = tid / kPerRowTile, part = tid % kPerRowTile;
-  const int64_t tm = bx * (TileCfg::kBlockM / kTileM) + rt;
+  const int64_t last = p.rows / kTileM - 1;
+  int64_t tm = bx * (TileCfg::kBlockM / kTileM) + rt;
+  tm = tm < last ? tm : last;
   const int64_t k_tiles = p.k / kTileK;
   return {TileCfg::kMetaOffset + rt * TileCfg::kKSteps * kMetaWords + 4 * part,
-          (tm * k_tiles + kt * TileCfg::kKSteps) * kMetaWords + 4 * part, tm < p.rows / kTileM};
+          (tm * k_tiles + kt * TileCfg::kKSteps) * kMetaWords + 4 * part, true};
 }
 
 // Warp w's place in the 2 x 2 warp grid.
-SPARSECORE_HD inline int warp_m(int warp) { return warp / TileCfg::kWarpsN; }
-SPARSECORE_HD inline int warp_n(int warp) { return warp % TileCfg::kWarpsN; }
+SPARSECORE_HD static inline int warp_m(int warp) { return warp / TileCfg::kWarpsN; }
+SPARSECORE_HD static inline int warp_n(int warp) { return warp % TileCfg::kWarpsN; }
 
 // Stage word of A register `reg` of `lane` for the warp's row tile i and k step s.
-SPARSECORE_HD inline int a_smem_word(int warp, int i, int s, int lane, int reg) {
+SPARSECORE_HD static inline int a_smem_word(int warp, int i, int s, int lane, int reg) {
   const Coord e = a_fragment(lane, reg, 0);  // (row, compressed column), columns in pairs
   const int row = warp_m(warp) * (TileCfg::kWarpTilesM * kTileM) + i * kTileM + e.row;
   return TileCfg::kAOffset + row * TileCfg::kARowStride + s * (kTileK / 4) + e.col / 2;
 }
 
 // Stage word of B register `reg` of `lane` for the warp's column tile j and k step s.
-SPARSECORE_HD inline int b_smem_word(int warp, int j, int s, int lane, int reg) {
+SPARSECORE_HD static inline int b_smem_word(int warp, int j, int s, int lane, int reg) {
   const Coord e = b_fragment(lane, reg, 0);  // (k, n), k in pairs
   const int col = warp_n(warp) * (TileCfg::kWarpTilesN * kTileN) + j * kTileN + e.col;
   return TileCfg::kBOffset + col * TileCfg::kBRowStride + (s * kTileK + e.row) / 2;
 }
 
 // Stage word of the metadata of `lane` (holds_metadata lanes) for row tile i, k step s.
-SPARSECORE_HD inline int meta_smem_word(int warp, int i, int s, int lane) {
+SPARSECORE_HD static inline int meta_smem_word(int warp, int i, int s, int lane) {
   const int rt = warp_m(warp) * TileCfg::kWarpTilesM + i;
   return TileCfg::kMetaOffset + (rt * TileCfg::kKSteps + s) * kMetaWords + 2 * (lane >> 2) + (lane & 1);
 }
@@ -149,7 +157,7 @@ struct Out2 {
   int64_t m;
   int64_t n;
 };
-SPARSECORE_HD inline Out2 tile_output(int64_t bx, int64_t by, int warp, int i, int j, int lane, int e) {
+SPARSECORE_HD static inline Out2 tile_output(int64_t bx, int64_t by, int warp, int i, int j, int lane, int e) {
   const Coord c = c_fragment(lane, e);
   return {bx * TileCfg::kBlockM + warp_m(warp) * (TileCfg::kWarpTilesM * kTileM) + i * kTileM + c.row,
           by * TileCfg::kBlockN + warp_n(warp) * (TileCfg::kWarpTilesN * kTileN) + j * kTileN + c.col};

@@ -24,32 +24,32 @@ static_assert(CsrSpmmConfig::kThreads <= 1024, "block too large");
 static_assert(CsrSpmmConfig::kColsPerLane == 4, "vectorised B loads assume float4");
 
 // Warp w of block b works on row b * warps_per_block + w (may be >= rows).
-SPARSECORE_HD inline int64_t csr_row_of_warp(int64_t block, int warp, int warps_per_block) {
+SPARSECORE_HD static inline int64_t csr_row_of_warp(int64_t block, int warp, int warps_per_block) {
   return block * warps_per_block + warp;
 }
 
-SPARSECORE_HD inline int64_t csr_grid_rows(int64_t rows, int warps_per_block) {
+SPARSECORE_HD static inline int64_t csr_grid_rows(int64_t rows, int warps_per_block) {
   return (rows + warps_per_block - 1) / warps_per_block;
 }
 
 // GEMV: lane reads nonzeros p0 + lane, p0 + lane + 32, ... of its warp's row.
 // Returns the index of the lane's element in step `step`, or -1 past the end.
-SPARSECORE_HD inline int64_t csr_gemv_element(int64_t p0, int64_t p1, int lane, int64_t step) {
+SPARSECORE_HD static inline int64_t csr_gemv_element(int64_t p0, int64_t p1, int lane, int64_t step) {
   const int64_t p = p0 + step * CsrSpmmConfig::kWarpSize + lane;
   return p < p1 ? p : -1;
 }
 
-SPARSECORE_HD inline int64_t csr_gemv_steps(int64_t p0, int64_t p1) {
+SPARSECORE_HD static inline int64_t csr_gemv_steps(int64_t p0, int64_t p1) {
   return (p1 - p0 + CsrSpmmConfig::kWarpSize - 1) / CsrSpmmConfig::kWarpSize;
 }
 
 // SpMM: grid.y tile t covers columns [t * 128, t * 128 + 128); the lane owns
 // the 4 columns returned by first column + 0..3 (those < n).
-SPARSECORE_HD inline int64_t csr_spmm_first_col(int64_t tile, int lane) {
+SPARSECORE_HD static inline int64_t csr_spmm_first_col(int64_t tile, int lane) {
   return tile * CsrSpmmConfig::kColsPerWarp + int64_t(lane) * CsrSpmmConfig::kColsPerLane;
 }
 
-SPARSECORE_HD inline int64_t csr_grid_col_tiles(int64_t n) {
+SPARSECORE_HD static inline int64_t csr_grid_col_tiles(int64_t n) {
   return (n + CsrSpmmConfig::kColsPerWarp - 1) / CsrSpmmConfig::kColsPerWarp;
 }
 

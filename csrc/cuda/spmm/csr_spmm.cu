@@ -2,13 +2,17 @@
 // row's nonzeros and reduce with shuffles. SpMM: the warp stages 32 nonzeros
 // at a time in registers and broadcasts them with shuffles; each lane owns 4
 // output columns and reads B with float4 loads when B is fp32 and contiguous.
+// Contents are never trusted for addressing: a row's range is clamped into
+// [0, nnz] and a column index outside [0, cols) contributes nothing, so a
+// corrupted matrix cannot make a kernel read outside its arrays.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "../common/device.cuh"
 #include "csr_schedule.h"
 #include "sparsecore/dtypes.h"
-#include "sparsecore/ops.h"
+#include "sparsecore/spmm.h"
 
 namespace sparsecore::cuda {
 namespace {
@@ -35,6 +39,7 @@ template <> struct DeviceIndex<IndexType::kInt32> { using Storage = int32_t; };
 
 struct Args {
   int64_t rows;
+  int64_t nnz;
   const int64_t* row_ptr;
   const void* col_idx;
   const void* values;
@@ -47,6 +52,16 @@ struct Args {
 __device__ __forceinline__ float warp_sum(float v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
+}
+
+// Row `row`'s nonzero range, clamped into [0, nnz] (row_ptr is validated on
+// the host at construction, but the device copy is not re-read there).
+__device__ __forceinline__ void row_range(const Args& a, int64_t row, int64_t* p0, int64_t* p1) {
+  int64_t b = a.row_ptr[row], e = a.row_ptr[row + 1];
+  b = b < 0 ? 0 : (b > a.nnz ? a.nnz : b);
+  e = e < b ? b : (e > a.nnz ? a.nnz : e);
+  *p0 = b;
+  *p1 = e;
 }
 
 __device__ __forceinline__ float bias_of(const Args& a, int64_t row) {
@@ -62,14 +77,16 @@ __global__ void __launch_bounds__(Cfg::kThreads) csr_gemv_kernel(Args a) {
   if (row >= a.rows) return;
   const VS* vals = static_cast<const VS*>(a.values);
   const IS* idx = static_cast<const IS*>(a.col_idx);
-  const int64_t p0 = a.row_ptr[row], p1 = a.row_ptr[row + 1];
+  int64_t p0, p1;
+  row_range(a, row, &p0, &p1);
   float acc = 0.f;
   const int64_t steps = csr_gemv_steps(p0, p1);
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t p = csr_gemv_element(p0, p1, lane, s);
     if (p >= 0) {
-      const int64_t col = int64_t(__ldg(idx + p));
-      acc += DeviceValue<VT>::to_float(vals[p]) * load_as_float(a.b.data, col * a.b.row_stride, a.b.dtype);
+      const uint64_t col = uint64_t(int64_t(__ldg(idx + p)));
+      if (col < uint64_t(a.b.rows))
+        acc += DeviceValue<VT>::to_float(vals[p]) * load_as_float(a.b.data, int64_t(col) * a.b.row_stride, a.b.dtype);
     }
   }
   acc = warp_sum(acc);
@@ -90,21 +107,28 @@ __global__ void __launch_bounds__(Cfg::kThreads) csr_spmm_kernel(Args a) {
   const bool vec4 = a.b.dtype == DType::kFloat32 && a.b.col_stride == 1 && a.b.row_stride % 4 == 0 &&
                     (reinterpret_cast<uintptr_t>(a.b.data) % 16) == 0 && col0 + 4 <= n;
   float acc[Cfg::kColsPerLane] = {0.f, 0.f, 0.f, 0.f};
-  const int64_t p0 = a.row_ptr[row], p1 = a.row_ptr[row + 1];
+  int64_t p0, p1;
+  row_range(a, row, &p0, &p1);
   for (int64_t base = p0; base < p1; base += Cfg::kWarpSize) {
-    // Stage up to 32 nonzeros in registers, one per lane.
+    // Stage up to 32 nonzeros in registers, one per lane (an index outside
+    // the matrix becomes a zero value at column 0).
     const int64_t mine = base + lane;
     float v = 0.f;
     int64_t k = 0;
     if (mine < p1) {
-      v = DeviceValue<VT>::to_float(vals[mine]);
-      k = int64_t(__ldg(idx + mine));
+      const uint64_t col = uint64_t(int64_t(__ldg(idx + mine)));
+      if (col < uint64_t(a.b.rows)) {
+        v = DeviceValue<VT>::to_float(vals[mine]);
+        k = int64_t(col);
+      }
     }
     const int count = int(p1 - base < Cfg::kWarpSize ? p1 - base : Cfg::kWarpSize);
     for (int j = 0; j < count; ++j) {
       const float vj = __shfl_sync(0xffffffffu, v, j);
       const int64_t kj = __shfl_sync(0xffffffffu, k, j);
-      if (col0 >= n) continue;
+      // A zero (or an index outside the matrix) adds nothing; skipping it also
+      // keeps a matrix with no columns from touching B at all.
+      if (col0 >= n || vj == 0.f) continue;
       const int64_t off = kj * a.b.row_stride;
       if (vec4) {
         const float4 b4 = __ldg(reinterpret_cast<const float4*>(static_cast<const float*>(a.b.data) + off + col0));
@@ -154,7 +178,8 @@ Status csr_spmm_cuda(const CsrView& a, const MatrixView& b, const Epilogue& ep, 
   if (b.rows != a.cols || c.rows != a.rows || c.cols != b.cols) return Status::kInvalidArgument;
   if (c.rows == 0 || c.cols == 0) return Status::kOk;
   if (a.rows > int64_t(2147483647) * cuda::Cfg::kWarpsPerBlock) return Status::kUnsupported;
-  cuda::Args args{a.rows, a.row_ptr, a.col_idx, a.values, b, c, ep.bias, ep.bias_dtype};
+  if (Status s = cuda::check_current_device(); s != Status::kOk) return s;
+  cuda::Args args{a.rows, a.nnz, a.row_ptr, a.col_idx, a.values, b, c, ep.bias, ep.bias_dtype};
   auto s = static_cast<cudaStream_t>(stream);
   cudaError_t err;
   switch (a.value_dtype) {
@@ -162,21 +187,8 @@ Status csr_spmm_cuda(const CsrView& a, const MatrixView& b, const Epilogue& ep, 
     case DType::kFloat16: err = cuda::launch_index<DType::kFloat16>(a.index_type, args, s); break;
     default: err = cuda::launch_index<DType::kBFloat16>(a.index_type, args, s); break;
   }
-  if (err == cudaErrorInvalidConfiguration) return Status::kUnsupported;
-  return err == cudaSuccess ? Status::kOk : Status::kCudaError;
-}
-
-bool cuda_compiled() { return true; }
-
-const char* cuda_archs_compiled() { return SPARSECORE_CUDA_ARCHS; }
-
-int cuda_device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no driver" error
-    return 0;
-  }
-  return n;
+  if (Status st = cuda::cuda_status(err, "csr_spmm launch"); st != Status::kOk) return st;
+  return cuda::poison_nonfinite_columns(b, c, s);
 }
 
 }  // namespace sparsecore

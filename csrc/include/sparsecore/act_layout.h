@@ -20,13 +20,13 @@ namespace sparsecore {
 
 constexpr int kActTile = 32;
 
-SPARSECORE_HD inline int64_t act_out_padded(int64_t out) { return (out + kActTile - 1) / kActTile * kActTile; }
+SPARSECORE_HD static inline int64_t act_out_padded(int64_t out) { return (out + kActTile - 1) / kActTile * kActTile; }
 
-SPARSECORE_HD inline int64_t act_tiles(int64_t out) { return act_out_padded(out) / kActTile; }
+SPARSECORE_HD static inline int64_t act_tiles(int64_t out) { return act_out_padded(out) / kActTile; }
 
-SPARSECORE_HD inline int64_t act_packed_elements(int64_t out, int64_t in) { return in * act_out_padded(out); }
+SPARSECORE_HD static inline int64_t act_packed_elements(int64_t out, int64_t in) { return in * act_out_padded(out); }
 
-SPARSECORE_HD inline int64_t act_packed_offset(int64_t o, int64_t j, int64_t out) {
+SPARSECORE_HD static inline int64_t act_packed_offset(int64_t o, int64_t j, int64_t out) {
   return j * act_out_padded(out) + o;
 }
 
@@ -34,13 +34,15 @@ SPARSECORE_HD inline int64_t act_packed_offset(int64_t o, int64_t j, int64_t out
 // offsets every kActOffsetStride outputs, so that a pass over any range of
 // outputs that starts at a multiple of kActOffsetStride finds its values
 // without counting bits. The arrays are padded so that whole-vector reads at
-// the end of a run stay inside (kActValuePad values, 2 bitmap bytes).
+// the end of a run stay inside (kActValuePad values, 2 bitmap bytes). The value
+// padding covers one whole offset stride, so a piece read against a corrupted
+// bitmap stays inside before the kernel sees that it ends at the wrong offset.
 constexpr int64_t kActOffsetStride = 256;
-constexpr int64_t kActValuePad = 16;
+constexpr int64_t kActValuePad = kActOffsetStride + 16;
 
-SPARSECORE_HD inline int64_t act_bitmap_row_bytes(int64_t out) { return act_out_padded(out) / 8; }
+SPARSECORE_HD static inline int64_t act_bitmap_row_bytes(int64_t out) { return act_out_padded(out) / 8; }
 
-SPARSECORE_HD inline int64_t act_offset_slots(int64_t out) {
+SPARSECORE_HD static inline int64_t act_offset_slots(int64_t out) {
   return (act_out_padded(out) + kActOffsetStride - 1) / kActOffsetStride;
 }
 
@@ -49,7 +51,7 @@ SPARSECORE_HD inline int64_t act_offset_slots(int64_t out) {
 // R-Sparse). complement selects the other channels (R-Sparse's low-rank
 // path). A NaN or Inf input is always active on the main path, so it reaches
 // the output instead of being dropped as if it were small.
-SPARSECORE_HD inline bool act_selected(float x, float scale, float threshold, bool complement) {
+SPARSECORE_HD static inline bool act_selected(float x, float scale, float threshold, bool complement) {
   const float score = (x < 0.f ? -x : x) * scale;
   const bool big = !(score <= threshold) || !(x - x == 0.f);  // NaN compares false; Inf - Inf is NaN
   return complement ? !big : big;
@@ -69,7 +71,7 @@ struct ActCudaGrid {
   int64_t chunks;        // grid.z
 };
 
-SPARSECORE_HD inline ActCudaGrid act_cuda_grid(int64_t out, int64_t in, int64_t rows) {
+SPARSECORE_HD static inline ActCudaGrid act_cuda_grid(int64_t out, int64_t in, int64_t rows) {
   return {(act_tiles(out) + kActCudaWarps - 1) / kActCudaWarps, rows, (in + kActCudaChunk - 1) / kActCudaChunk};
 }
 

@@ -14,10 +14,10 @@ enum class DType : int { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 // at 50% sparsity that is a third less traffic per fp32 nonzero than int32.
 enum class IndexType : int { kUInt16 = 0, kInt32 = 1 };
 
-SPARSECORE_HD inline int dtype_size(DType t) { return t == DType::kFloat32 ? 4 : 2; }
-SPARSECORE_HD inline int index_size(IndexType t) { return t == IndexType::kUInt16 ? 2 : 4; }
+SPARSECORE_HD static inline int dtype_size(DType t) { return t == DType::kFloat32 ? 4 : 2; }
+SPARSECORE_HD static inline int index_size(IndexType t) { return t == IndexType::kUInt16 ? 2 : 4; }
 
-inline const char* dtype_name(DType t) {
+static inline const char* dtype_name(DType t) {
   switch (t) {
     case DType::kFloat32: return "float32";
     case DType::kFloat16: return "float16";
@@ -26,21 +26,21 @@ inline const char* dtype_name(DType t) {
   return "unknown";
 }
 
-SPARSECORE_HD inline float bits_to_float(uint32_t u) {
+SPARSECORE_HD static inline float bits_to_float(uint32_t u) {
   float f;
   memcpy(&f, &u, sizeof f);
   return f;
 }
-SPARSECORE_HD inline uint32_t float_to_bits(float f) {
+SPARSECORE_HD static inline uint32_t float_to_bits(float f) {
   uint32_t u;
   memcpy(&u, &f, sizeof u);
   return u;
 }
 
-SPARSECORE_HD inline float bf16_to_float(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
+SPARSECORE_HD static inline float bf16_to_float(uint16_t h) { return bits_to_float(uint32_t(h) << 16); }
 
 // Round to nearest even, NaN stays NaN (quiet), as torch does.
-SPARSECORE_HD inline uint16_t float_to_bf16(float f) {
+SPARSECORE_HD static inline uint16_t float_to_bf16(float f) {
   uint32_t u = float_to_bits(f);
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40);
   u += 0x7fffu + ((u >> 16) & 1u);
@@ -48,7 +48,7 @@ SPARSECORE_HD inline uint16_t float_to_bf16(float f) {
 }
 
 // IEEE binary16 <-> binary32, exact for every input (subnormals, inf, NaN).
-SPARSECORE_HD inline float fp16_to_float(uint16_t h) {
+SPARSECORE_HD static inline float fp16_to_float(uint16_t h) {
   uint32_t sign = uint32_t(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t man = h & 0x3ffu;
@@ -62,7 +62,7 @@ SPARSECORE_HD inline float fp16_to_float(uint16_t h) {
   return bits_to_float(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
-SPARSECORE_HD inline uint16_t float_to_fp16(float f) {
+SPARSECORE_HD static inline uint16_t float_to_fp16(float f) {
   uint32_t u = float_to_bits(f);
   uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   uint32_t absu = u & 0x7fffffffu;
@@ -80,7 +80,7 @@ SPARSECORE_HD inline uint16_t float_to_fp16(float f) {
   return uint16_t(sign | uint16_t(((absu >> 13) - (112u << 10)) & 0x7fffu));
 }
 
-SPARSECORE_HD inline float load_as_float(const void* p, int64_t i, DType t) {
+SPARSECORE_HD static inline float load_as_float(const void* p, int64_t i, DType t) {
   switch (t) {
     case DType::kFloat32: return static_cast<const float*>(p)[i];
     case DType::kFloat16: return fp16_to_float(static_cast<const uint16_t*>(p)[i]);
@@ -88,7 +88,7 @@ SPARSECORE_HD inline float load_as_float(const void* p, int64_t i, DType t) {
   }
 }
 
-SPARSECORE_HD inline void store_from_float(void* p, int64_t i, DType t, float v) {
+SPARSECORE_HD static inline void store_from_float(void* p, int64_t i, DType t, float v) {
   switch (t) {
     case DType::kFloat32: static_cast<float*>(p)[i] = v; break;
     case DType::kFloat16: static_cast<uint16_t*>(p)[i] = float_to_fp16(v); break;
@@ -96,7 +96,7 @@ SPARSECORE_HD inline void store_from_float(void* p, int64_t i, DType t, float v)
   }
 }
 
-SPARSECORE_HD inline int64_t load_index(const void* p, int64_t i, IndexType t) {
+SPARSECORE_HD static inline int64_t load_index(const void* p, int64_t i, IndexType t) {
   return t == IndexType::kUInt16 ? int64_t(static_cast<const uint16_t*>(p)[i])
                                  : int64_t(static_cast<const int32_t*>(p)[i]);
 }

@@ -172,16 +172,22 @@ class ActSparseLinear(nn.Module):
             y = y + torch.matmul(z, self.lowrank_up[:, : self.out_features])
         return y
 
+    @staticmethod
+    def _poison(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The kernels' NaN rule on the torch paths: a row of x with NaN or Inf -> a NaN row of y."""
+        bad = ~torch.isfinite(x).all(dim=-1)
+        return y.masked_fill(bad.unsqueeze(-1), float("nan"))
+
     def _sparse(self, x: torch.Tensor) -> torch.Tensor:
         if self._gemm(x):
-            return self._masked_gemm(x, self.threshold)
+            return self._poison(self._masked_gemm(x, self.threshold), x)
         if not self._uses_kernel(x):
             y = reference_act_linear(x, self.weight, self.threshold, scale=self.scale, bias=self.bias)
             if self.rank:
                 down, up = self.lowrank_factors()
                 z = reference_act_linear(x, down, self.threshold, scale=self.scale, complement=True)
                 y = y + z @ up.t().to(y.dtype)
-            return y
+            return self._poison(y, x)
         y = act_sparse_linear(x, self.packed, self.out_features, self.threshold, scale=self.scale, bias=self.bias,
                               **self._runs())
         if self.rank:
@@ -197,9 +203,9 @@ class ActSparseLinear(nn.Module):
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
         if self._gemm(x):
             y = torch.matmul(x, self.packed[:, : self.out_features])
-            return y + self.bias if self.bias is not None else y
+            return self._poison(y + self.bias if self.bias is not None else y, x)
         if not self._uses_kernel(x):
-            return reference_act_linear(x, self.weight, -math.inf, bias=self.bias)
+            return self._poison(reference_act_linear(x, self.weight, -math.inf, bias=self.bias), x)
         return act_sparse_linear(x, self.packed, self.out_features, -math.inf, bias=self.bias, **self._runs())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

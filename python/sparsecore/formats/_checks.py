@@ -57,6 +57,26 @@ def check_compressed_parts(row_ptr, col_idx, values, values_ndim: int) -> torch.
     return check_same_device({"row_ptr": row_ptr, "col_idx": col_idx, "values": values})
 
 
+def compact_indices(idx, count: int, what: str, index_dtype: torch.dtype | None = None):
+    """int64 (or any integer) indices -> the kernels' compact form (int16 read as uint16
+    when ``count`` <= 65536, else int32), after checking every index is in [0, count).
+    int16 / int32 indices without ``index_dtype`` are returned as they are."""
+    from .._dtypes import compact_index_dtype
+
+    if not isinstance(idx, torch.Tensor) or (idx.dtype in (torch.int16, torch.int32) and index_dtype is None):
+        return idx
+    if idx.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"{what} indices must be an integer tensor, got {idx.dtype}")
+    if idx.dtype == torch.int16:
+        idx = idx.to(torch.int64) & 0xFFFF
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= count):
+        raise ValueError(f"{what} index out of range [0, {count}): min {int(idx.min())}, max {int(idx.max())}")
+    target = index_dtype or compact_index_dtype(count)
+    if target not in (torch.int16, torch.int32):
+        raise TypeError(f"index_dtype must be torch.int16 or torch.int32, got {target}")
+    return idx.to(torch.int32).to(target)
+
+
 def check_index_space(col_idx: torch.Tensor, count: int, what: str) -> None:
     if col_idx.dtype == torch.int16 and count > 65536:
         raise ValueError(f"int16 (uint16) indices cannot address {count} {what}; use int32")

@@ -9,6 +9,7 @@ from .._native import _C
 from ._base import SparseMatrix
 from ._checks import (
     check_compressed_parts,
+    compact_indices,
     check_finite,
     check_index_space,
     check_shape,
@@ -28,8 +29,9 @@ class BSR(SparseMatrix):
     (``nnzb x block_h x block_w``, float32 / bfloat16 / float16). Any block side from 1 to
     256 works: 1x4, 4x4, 8x8, 16x16, 32x32, 64x64 and rectangular blocks such as 1x16.
 
-    On a CUDA device the matrix also carries an equivalent CSR, which the CUDA CSR kernel
-    runs (tensor-core BSR kernels are a later addition).
+    On a CUDA device the ops run an equivalent CSR on the CUDA CSR kernel (tensor-core
+    BSR kernels are a later addition); it is built once, from the blocks directly (no
+    dense intermediate), the first time it is needed.
 
     Examples
     --------
@@ -42,8 +44,11 @@ class BSR(SparseMatrix):
 
     def __init__(self, row_ptr, col_idx, values, shape, *, check: bool = True):
         rows, cols = check_shape(shape)
-        device = check_compressed_parts(row_ptr, col_idx, values, 3)
+        check_tensor(values, "values", 3)
         bh, bw = int(values.shape[1]), int(values.shape[2])
+        if bw > 0 and cols % bw == 0:
+            col_idx = compact_indices(col_idx, cols // bw, "block column")
+        device = check_compressed_parts(row_ptr, col_idx, values, 3)
         if bh not in SUPPORTED_BLOCK_SIDES or bw not in SUPPORTED_BLOCK_SIDES:
             raise ValueError(f"block shape {bh}x{bw} is not supported (each side must be 1..256)")
         if rows % bh or cols % bw:
@@ -65,10 +70,40 @@ class BSR(SparseMatrix):
         self.row_chunks = plan_chunks(row_ptr_cpu, block_rows, 2)
         self._versions = self._current_versions()
         self._csr_for_cuda = None
-        if device.type == "cuda":
+
+    def __reduce__(self):
+        # Pickling and copy.deepcopy rebuild through the validating constructor.
+        return (BSR, (self.row_ptr, self.col_idx, self.values, self.shape))
+
+    def csr_for_cuda(self):
+        """The same matrix as a CSR (explicit zeros of the blocks kept), built once from the
+        blocks: each block row's blocks laid side by side, row by row."""
+        if self._csr_for_cuda is None:
             from .csr import CSR
 
-            self._csr_for_cuda = CSR.from_dense(self.to_dense(), mask=self._element_mask())
+            rows, cols = self.shape
+            bh, bw = self.blocksize
+            counts = self.row_ptr.diff()                      # blocks per block row
+            brow, bcol = self._block_coords()
+            # Element (r, c) of block p sits in CSR row brow*bh + r; within that row the
+            # blocks keep their (sorted) order, bw entries each.
+            order_in_row = torch.arange(self.nnzb, device=self.device) - self.row_ptr[:-1].repeat_interleave(counts)
+            row_len = (counts * bw).repeat_interleave(bh)      # entries per element row
+            row_ptr = torch.zeros(rows + 1, dtype=torch.int64, device=self.device)
+            torch.cumsum(row_len, 0, out=row_ptr[1:])
+            c = torch.arange(bw, device=self.device)
+            dest = None
+            if self.nnzb:
+                starts = row_ptr[:-1].view(-1, bh)[brow]          # (nnzb, bh): where each block's rows start
+                dest = starts.unsqueeze(-1) + (order_in_row * bw).view(-1, 1, 1) + c.view(1, 1, -1)
+            values = torch.empty(int(row_ptr[-1]), dtype=self.values.dtype, device=self.device)
+            col_idx = torch.empty(int(row_ptr[-1]), dtype=torch.int64, device=self.device)
+            if self.nnzb:
+                values[dest.reshape(-1)] = self.values.reshape(-1)
+                col_idx[dest.reshape(-1)] = (bcol.view(-1, 1, 1) * bw + c.view(1, 1, -1)).expand(
+                    self.nnzb, bh, bw).reshape(-1)
+            self._csr_for_cuda = CSR(row_ptr, col_idx, values, (rows, cols), check=False)
+        return self._csr_for_cuda
 
     # ------------------------------------------------------------ constructors
     @classmethod
@@ -115,12 +150,8 @@ class BSR(SparseMatrix):
             raise TypeError(f"expected a sparse BSR tensor, got layout {t.layout}")
         values = t.values()
         bw = values.shape[2]
-        block_cols = t.shape[1] // bw
-        col = t.col_indices()
-        if col.numel() and (int(col.min()) < 0 or int(col.max()) >= block_cols):
-            raise ValueError(f"block column index out of range [0, {block_cols})")
-        idx_dtype = index_dtype or compact_index_dtype(block_cols)
-        return cls(t.crow_indices().to(torch.int64), col.to(torch.int32).to(idx_dtype), values, tuple(t.shape))
+        col = compact_indices(t.col_indices(), t.shape[1] // bw, "block column", index_dtype)
+        return cls(t.crow_indices().to(torch.int64), col, values, tuple(t.shape))
 
     # ------------------------------------------------------------ conversions
     def to_torch(self) -> torch.Tensor:

@@ -9,6 +9,7 @@ from .._native import _C
 from ._base import SparseMatrix
 from ._checks import (
     check_compressed_parts,
+    compact_indices,
     check_finite,
     check_index_space,
     check_shape,
@@ -31,8 +32,9 @@ class CSR(SparseMatrix):
     """A sparse matrix in compressed sparse row form, validated and planned once.
 
     Parts: ``row_ptr`` (int64, rows + 1), ``col_idx`` (int16 read as uint16 when the
-    matrix has at most 65536 columns, else int32; sorted and unique within each row),
-    ``values`` (float32, bfloat16 or float16). The plan (an nnz-balanced row partition
+    matrix has at most 65536 columns, else int32; sorted and unique within each row;
+    int64 indices, as ``torch.sparse_csr`` tensors carry them, are range-checked and
+    compacted), ``values`` (float32, bfloat16 or float16). The plan (an nnz-balanced row partition
     for the CPU threads) is computed at construction; the ops only consume it.
 
     Examples
@@ -48,6 +50,7 @@ class CSR(SparseMatrix):
 
     def __init__(self, row_ptr, col_idx, values, shape, *, check: bool = True, bitmap: bool | None = None):
         rows, cols = check_shape(shape)
+        col_idx = compact_indices(col_idx, cols, "column")
         device = check_compressed_parts(row_ptr, col_idx, values, 1)
         check_index_space(col_idx, cols, "columns")
         if row_ptr.numel() != rows + 1:
@@ -70,6 +73,16 @@ class CSR(SparseMatrix):
         _C.plan_csr_bitmap(rows, cols, self.nnz, row_ptr_cpu.data_ptr(), self.col_idx.data_ptr(),
                            index_code(self.col_idx), bitmap.data_ptr())
         return bitmap
+
+    def __reduce__(self):
+        # Pickling (DataLoader workers, torch.save) and copy.deepcopy rebuild through the
+        # validating constructor, so the copy gets its own plan and version guard.
+        return (CSR, (self.row_ptr, self.col_idx, self.values, self.shape), {"_bitmap": bool(self.bitmap.numel())})
+
+    def __setstate__(self, state):
+        if state.get("_bitmap") and not self.bitmap.numel() and self.device.type == "cpu":
+            self.bitmap = self._plan_bitmap(self.row_ptr.cpu())
+            self._versions = self._current_versions()
 
     # ------------------------------------------------------------ constructors
     @classmethod
@@ -119,11 +132,7 @@ class CSR(SparseMatrix):
         elif t.layout != torch.sparse_csr:
             raise TypeError(f"expected a sparse CSR, COO or dense tensor, got layout {t.layout}")
         rows, cols = t.shape
-        col = t.col_indices()
-        if col.numel() and (int(col.min()) < 0 or int(col.max()) >= cols):
-            raise ValueError(f"column index out of range [0, {cols})")
-        idx_dtype = index_dtype or compact_index_dtype(cols)
-        col_idx = col.to(torch.int32).to(idx_dtype) if idx_dtype == torch.int16 else col.to(idx_dtype)
+        col_idx = compact_indices(t.col_indices(), cols, "column", index_dtype)
         return cls(t.crow_indices().to(torch.int64), col_idx, t.values(), (rows, cols))
 
     # ------------------------------------------------------------ conversions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .._bits import pack_bits, unpack_bits
 from .._dtypes import dtype_code
 from .._native import _C
 from ._checks import check_finite, check_shape, check_tensor, check_values_dtype
@@ -64,26 +65,10 @@ def _first_bad_group(keep: torch.Tensor, n: int, m: int) -> str | None:
             f"more than {n} of {m}")
 
 
-def _pack_bits(bits: torch.Tensor) -> torch.Tensor:
-    """(rows, cols) bool -> (rows, bitmap_row_bytes(cols)) uint8, bit l of byte q = column 8q + l."""
-    rows, cols = bits.shape
-    width = _C.bitmap_row_bytes(cols) * 8
-    padded = torch.zeros(rows, width, dtype=torch.uint8, device=bits.device)
-    padded[:, :cols] = bits.to(torch.uint8)
-    weights = (2 ** torch.arange(8, device=bits.device, dtype=torch.int32)).to(torch.uint8)
-    return (padded.reshape(rows, -1, 8) * weights).sum(-1, dtype=torch.int32).to(torch.uint8)
-
-
-def _unpack_bits(bitmap: torch.Tensor, cols: int) -> torch.Tensor:
-    shifts = torch.arange(8, device=bitmap.device, dtype=torch.uint8)
-    bits = (bitmap.unsqueeze(-1) >> shifts) & 1
-    return bits.reshape(bitmap.shape[0], -1)[:, :cols].bool()
-
-
 def nm_to_dense(values: torch.Tensor, bitmap: torch.Tensor, cols: int) -> torch.Tensor:
     """The dense (rows, cols) matrix of N:M parts (values in column order, bitmap of stored columns)."""
     out = torch.zeros(values.shape[0], cols, dtype=values.dtype, device=values.device)
-    out[_unpack_bits(bitmap, cols)] = values.reshape(-1)
+    out[unpack_bits(bitmap, cols)] = values.reshape(-1)
     return out
 
 
@@ -137,7 +122,24 @@ class NM:
             v, b = self.values.cpu(), self.bitmap.cpu()
             _C.nm_validate(rows, cols, self.n, self.m, v.data_ptr(), dtype_code(v.dtype, "values"), b.data_ptr())
         self.mma_meta = self._tensor_core_metadata()
+        self._dense = {}  # dtype -> the decompressed weight, for the CUDA cuBLAS fallback
         self._versions = self._current_versions()
+
+    def __reduce__(self):
+        # Pickling and copy.deepcopy rebuild through the validating constructor.
+        return (NM, (self.values, self.bitmap, self.shape, self.n, self.m))
+
+    def runs_on_tensor_cores(self, dtype: torch.dtype) -> bool:
+        """Whether an input of ``dtype`` runs on the sparse tensor cores (CUDA only)."""
+        return self.tensor_cores and dtype == self.dtype and self.shape[1] > 0
+
+    def dense_for(self, dtype: torch.dtype) -> torch.Tensor:
+        """The decompressed weight in ``dtype``, built once and kept: what a CUDA N:M weight
+        that cannot use the sparse tensor cores (not 2:4, fp32, small or unaligned, or an
+        input of another dtype) runs on cuBLAS with, instead of decompressing every call."""
+        if dtype not in self._dense:
+            self._dense[dtype] = self.to_dense().to(dtype)
+        return self._dense[dtype]
 
     def _tensor_core_metadata(self) -> torch.Tensor:
         """On CUDA, 2:4 bf16/fp16 weights with rows % 16 == 0 and cols % 32 == 0 get their
@@ -198,6 +200,10 @@ class NM:
         if problem is not None:
             raise ValueError(f"not an {n}:{m} pattern: {problem}")
         check_finite(dense[keep], "dense")
+        if rows == 0 or cols == 0:  # an empty weight: nothing stored, the product is the bias
+            values = torch.empty(rows, cols // m * n, dtype=dtype or dense.dtype, device=dense.device)
+            bitmap = torch.zeros(rows, _C.bitmap_row_bytes(cols), dtype=torch.uint8, device=dense.device)
+            return cls(values, bitmap, (rows, cols), n, m, check=False)
         # Exactly n slots per group: the kept columns first, then the lowest free ones.
         groups = keep.reshape(rows, cols // m, m)
         lane = torch.arange(m, device=dense.device)
@@ -207,12 +213,12 @@ class NM:
         kept = torch.where(keep, dense, torch.zeros((), dtype=dense.dtype, device=dense.device))
         values = kept.gather(1, columns).to(dtype or dense.dtype)
         stored = torch.zeros(rows, cols, dtype=torch.bool, device=dense.device).scatter_(1, columns, True)
-        return cls(values, _pack_bits(stored), (rows, cols), n, m, check=False)
+        return cls(values, pack_bits(stored, _C.bitmap_row_bytes(cols)), (rows, cols), n, m, check=False)
 
     # ------------------------------------------------------------ conversions
     def stored_mask(self) -> torch.Tensor:
         """The (rows, cols) bool mask of stored positions (exactly n per group)."""
-        return _unpack_bits(self.bitmap, self.shape[1])
+        return unpack_bits(self.bitmap, self.shape[1])
 
     def to_dense(self) -> torch.Tensor:
         return nm_to_dense(self.values, self.bitmap, self.shape[1])

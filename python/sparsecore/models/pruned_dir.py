@@ -1,7 +1,14 @@
 """A pruned model as a directory: ``model.safetensors`` (sparse layers compressed),
 ``config.json`` and the tokenizer files (HF format), and ``sparsecore.json`` (how it was
-pruned). The directory is assembled under a temporary name beside the target and renamed
-into place only when complete, so a failure leaves nothing half-written."""
+pruned, and which files sparsecore wrote). The directory is assembled under a temporary
+name beside the target and renamed into place only when complete (see
+:mod:`sparsecore._files`), so a failure leaves nothing half-written.
+
+An existing target is replaced only when it is empty or is a directory that sparsecore
+wrote and that holds nothing else (every entry is listed in its ``sparsecore.json``);
+anything else is refused, ``--overwrite`` or not: ``--output ~/models --overwrite`` can
+never wipe a folder of yours.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +19,43 @@ import tempfile
 
 import torch
 
+from .._files import replace_directory
 from ..serialization import load_sparse, save_sparse
 
 WEIGHTS = "model.safetensors"
 RECIPE = "sparsecore.json"
+_FILES_KEY = "files_written"
 
 
 def is_pruned_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(path, RECIPE)) and os.path.isfile(os.path.join(path, WEIGHTS))
 
 
+def _written_by_sparsecore(path: str) -> bool:
+    """Whether every entry of ``path`` is a file that sparsecore's own manifest lists."""
+    if not is_pruned_dir(path):
+        return False
+    try:
+        with open(os.path.join(path, RECIPE), encoding="utf-8") as fh:
+            listed = json.load(fh).get(_FILES_KEY)
+    except (OSError, ValueError, AttributeError):
+        return False
+    if not isinstance(listed, list):
+        return False
+    allowed = set(listed) | {RECIPE}
+    return all(name in allowed and os.path.isfile(os.path.join(path, name)) for name in os.listdir(path))
+
+
 def check_output_dir(path: str, overwrite: bool) -> None:
     """Raise before any work if ``path`` cannot receive a pruned model."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"output {path!r} exists and is not a directory")
-    if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise ValueError(f"output directory {path!r} is not empty (pass --overwrite to replace it)")
+    if os.path.isdir(path) and os.listdir(path):
+        if not _written_by_sparsecore(path):
+            raise ValueError(f"output directory {path!r} is not empty and is not a model directory written by "
+                             f"sparsecore (only those, or empty directories, are ever replaced); choose a new path")
+        if not overwrite:
+            raise ValueError(f"output directory {path!r} holds a sparsecore model (pass --overwrite to replace it)")
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ValueError(f"the parent directory of {path!r} does not exist")
@@ -48,15 +76,11 @@ def save_pruned(model, tokenizer, path: str, recipe: dict, *, overwrite: bool = 
             config.quantization_config = None
         config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        written = sorted(os.listdir(tmp))
         with open(os.path.join(tmp, RECIPE), "w", encoding="utf-8") as fh:
-            json.dump(recipe, fh, indent=2)
-        if os.path.isdir(path):
-            old = path.rstrip("/") + f".old-{os.getpid()}"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
+            json.dump({**recipe, _FILES_KEY: written + [RECIPE]}, fh, indent=2)
+        check_output_dir(path, overwrite)  # nothing appeared there while we were writing
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -64,7 +88,6 @@ def save_pruned(model, tokenizer, path: str, recipe: dict, *, overwrite: bool = 
 
 def load_pruned(path: str, dtype: torch.dtype = torch.float32):
     """(model, tokenizer) from a :func:`save_pruned` directory, sparse layers as ``SparseLinear``."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     if not is_pruned_dir(path):
@@ -77,4 +100,6 @@ def load_pruned(path: str, dtype: torch.dtype = torch.float32):
 
 def read_recipe(path: str) -> dict:
     with open(os.path.join(path, RECIPE), encoding="utf-8") as fh:
-        return json.load(fh)
+        recipe = json.load(fh)
+    recipe.pop(_FILES_KEY, None)
+    return recipe

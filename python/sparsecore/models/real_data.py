@@ -60,10 +60,10 @@ def load_smollm2(dtype: torch.dtype = torch.float32, cache_dir: str | None = Non
         load_model(model, cache)
     else:
         model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name, dtype=torch.float32)
+        from .._files import write_file_atomically
+
         os.makedirs(os.path.dirname(cache), exist_ok=True)
-        tmp = cache + f".{os.getpid()}.tmp"
-        save_model(model, tmp)  # handles the tied embedding / lm_head
-        os.replace(tmp, cache)
+        write_file_atomically(cache, lambda tmp: save_model(model, tmp))  # handles the tied embedding / lm_head
     return model.to(dtype).eval(), tokenizer
 
 

@@ -14,7 +14,6 @@ BUNDLED = "smollm2"
 def load_model(spec: str = BUNDLED, dtype: torch.dtype = torch.float32):
     """(model, tokenizer) from ``"smollm2"`` (the bundled SmolLM2-135M), a GGUF file, or a local HF
     model directory (config.json + weights). Never downloads."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .real_data import load_smollm2

@@ -1,5 +1,5 @@
 """Modules built on the sparsecore kernels."""
 
-from .sparse_linear import SparseLinear
+from .sparse_linear import SparseLinear, load_sparse_state_dict
 
-__all__ = ["SparseLinear"]
+__all__ = ["SparseLinear", "load_sparse_state_dict"]
