@@ -23,6 +23,7 @@ from . import activation, nn, pruning
 from .formats import BSR, CSR, NM
 from .ops import sparse_linear, spmm
 from .serialization import load_sparse, save_sparse
+from .nn import load_sparse_state_dict
 from .sparsify import (BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, SparsifyReport, WandaConfig,
                        select_kernels_, sparsify_)
 from .activation import ActSparseLinear, RSparseConfig, TEALConfig, WINAConfig
@@ -55,6 +56,7 @@ __all__ = [
     "SparseGPTConfig",
     "save_sparse",
     "load_sparse",
+    "load_sparse_state_dict",
     "MagnitudeConfig",
     "NMConfig",
     "BlockConfig",

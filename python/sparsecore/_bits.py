@@ -16,14 +16,14 @@ def pack_bits(bits: torch.Tensor, row_bytes: int | None = None) -> torch.Tensor:
     padded = torch.zeros(rows, row_bytes * 8, dtype=torch.uint8, device=bits.device)
     padded[:, :cols] = bits.to(torch.uint8)
     weights = (2 ** torch.arange(8, device=bits.device, dtype=torch.int32)).to(torch.uint8)
-    return (padded.reshape(rows, -1, 8) * weights).sum(-1, dtype=torch.int32).to(torch.uint8)
+    return (padded.reshape(rows, row_bytes, 8) * weights).sum(-1, dtype=torch.int32).to(torch.uint8)
 
 
 def unpack_bits(bitmap: torch.Tensor, cols: int) -> torch.Tensor:
     """(rows, row_bytes) uint8 -> (rows, cols) bool, the inverse of :func:`pack_bits`."""
     shifts = torch.arange(8, device=bitmap.device, dtype=torch.uint8)
     bits = (bitmap.unsqueeze(-1) >> shifts) & 1
-    return bits.reshape(bitmap.shape[0], -1)[:, :cols].bool()
+    return bits.reshape(bitmap.shape[0], bitmap.shape[1] * 8)[:, :cols].bool()
 
 
 def row_counts(bitmap: torch.Tensor, cols: int) -> torch.Tensor:

@@ -137,6 +137,12 @@ Status pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense*
   return Status::kOk;
 }
 
+void store_bias_only(const MatrixView& c, const float* bias) {
+  for (int64_t r = 0; r < c.rows; ++r)
+    for (int64_t j = 0; j < c.cols; ++j)
+      store_from_float(c.data, r * c.row_stride + j * c.col_stride, c.dtype, bias ? bias[r] : 0.f);
+}
+
 void poison_columns(const PackedDense& b, const MatrixView& c) {
   if (b.nonfinite == nullptr) return;
   const float nan = std::numeric_limits<float>::quiet_NaN();

@@ -61,6 +61,10 @@ bool matrix_view_ok(const MatrixView& m);
 // writes the rule's NaNs. Fails only when memory runs out.
 Status pack_dense(const MatrixView& b, int64_t tile, bool parallel, PackedDense* out);
 
+// C = bias[row] broadcast (0 without a bias): the whole product of a matrix
+// with no columns (k = 0), which no kernel loop would write.
+void store_bias_only(const MatrixView& c, const float* bias);
+
 // Column j of C (rows x n) becomes NaN for every column j that
 // b.nonfinite marks.
 void poison_columns(const PackedDense& b, const MatrixView& c);

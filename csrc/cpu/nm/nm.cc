@@ -68,6 +68,10 @@ Status nm_spmm_impl(const NmView& a, const MatrixView& b, const Epilogue& ep, co
   cpu::SpmmOutput out;
   out.c = c;
   if (Status s = cpu::convert_bias(ep, a.rows, &out.bias); s != Status::kOk) return s;
+  if (a.cols == 0) {
+    cpu::store_bias_only(c, out.bias);
+    return Status::kOk;
+  }
   using RowsFn = bool (*)(const NmView&, const cpu::PackedDense&, const cpu::SpmmOutput&, int64_t, int64_t);
   const RowsFn fn = cpu::pick<RowsFn>(&cpu::scalar::nm_rows, SC_AVX2(nm_rows), SC_AVX512(nm_rows), SC_SIMDE(nm_rows));
   // Every row costs the same: an even split, a few parts per thread so a

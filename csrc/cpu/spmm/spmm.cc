@@ -74,6 +74,10 @@ Status csr_spmm_impl(const CsrView& a, const MatrixView& b, const Epilogue& ep, 
   SpmmOutput out;
   out.c = c;
   if (Status s = cpu::convert_bias(ep, a.rows, &out.bias); s != Status::kOk) return s;
+  if (a.cols == 0) {
+    cpu::store_bias_only(c, out.bias);
+    return Status::kOk;
+  }
   CsrRowsFn fn = cpu::pick<CsrRowsFn>(&cpu::scalar::csr_rows, SC_AVX2(csr_rows), SC_AVX512(csr_rows), SC_SIMDE(csr_rows));
   if (Status s = run_chunks(a, a.rows, packed, out, fn, parallel); s != Status::kOk) return s;
   cpu::poison_columns(packed, c);
@@ -96,6 +100,10 @@ Status bsr_spmm_impl(const BsrView& a, const MatrixView& b, const Epilogue& ep, 
   SpmmOutput out;
   out.c = c;
   if (Status s = cpu::convert_bias(ep, bsr_total_rows(a), &out.bias); s != Status::kOk) return s;
+  if (a.block_cols == 0) {
+    cpu::store_bias_only(c, out.bias);
+    return Status::kOk;
+  }
   BsrRowsFn fn = cpu::pick<BsrRowsFn>(&cpu::scalar::bsr_rows, SC_AVX2(bsr_rows), SC_AVX512(bsr_rows), SC_SIMDE(bsr_rows));
   if (Status s = run_chunks(a, a.block_rows, packed, out, fn, parallel); s != Status::kOk) return s;
   cpu::poison_columns(packed, c);
