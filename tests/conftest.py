@@ -1,3 +1,4 @@
+import collections
 import os
 
 import pytest
@@ -46,3 +47,14 @@ requires_cuda = pytest.mark.skipif(
 )
 
 REQUIRED_ISAS = [s for s in os.environ.get("SPARSECORE_REQUIRE_ISAS", "").split(",") if s]
+
+
+# Outcome counts of the fuzz tests (test_fuzz_*.py), printed at the end of the session.
+OUTCOMES = collections.Counter()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if OUTCOMES:
+        terminalreporter.write_sep("-", "fuzz outcomes")
+        for key in sorted(OUTCOMES):
+            terminalreporter.write_line(f"{key}: {OUTCOMES[key]}")

@@ -137,12 +137,14 @@ class ActSparseLinear(nn.Module):
 
     @property
     def weight_sparse(self) -> bool:
-        return self.runs_bitmap is not None
+        """Whether the weight is pruned (held as weight-sparse runs on the CPU; densely packed
+        on a GPU, where the runs layout has no kernel)."""
+        return self.runs_bitmap is not None or getattr(self, "_runs_on_cpu", False)
 
     @property
     def weight(self) -> torch.Tensor:
         """The dense weight (out x in), unpacked: a copy."""
-        if self.weight_sparse:
+        if self.runs_bitmap is not None:
             return unpack_weight_sparse(self.packed, self.runs_bitmap, self.out_features, self.in_features)
         return unpack_weight(self.packed, self.out_features)
 
@@ -152,14 +154,14 @@ class ActSparseLinear(nn.Module):
         return unpack_weight(self.lowrank_down, self.rank), unpack_weight(self.lowrank_up, self.out_features)
 
     def _uses_kernel(self, x: torch.Tensor) -> bool:
-        devices = ("cpu",) if self.weight_sparse else ("cpu", "cuda")
+        devices = ("cpu",) if self.runs_bitmap is not None else ("cpu", "cuda")
         return x.device.type in devices and x.dtype in VALUE_DTYPES and self.packed.dtype in VALUE_DTYPES
 
     def _gemm(self, x: torch.Tensor) -> bool:
         """Whether this call goes through torch's fp32 GEMM (see _GEMM_MIN_ROWS_FP32)."""
         rows = x.numel() // max(x.shape[-1], 1)
         return (x.device.type == "cpu" and x.dtype == torch.float32 and self.packed.dtype == torch.float32
-                and not self.weight_sparse and rows >= _GEMM_MIN_ROWS_FP32)
+                and self.runs_bitmap is None and rows >= _GEMM_MIN_ROWS_FP32)
 
     def _masked_gemm(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
         score = x.abs() * self.scale if self.scale is not None else x.abs()
@@ -196,7 +198,7 @@ class ActSparseLinear(nn.Module):
         return y
 
     def _runs(self) -> dict:
-        if not self.weight_sparse:
+        if self.runs_bitmap is None:
             return {}
         return {"sparse_runs": (self.runs_bitmap, self.runs_offsets), "in_features": self.in_features}
 
@@ -221,6 +223,19 @@ class ActSparseLinear(nn.Module):
         super()._apply(fn, recurse)
         if self.scale is not None and self.scale.dtype != torch.float32:
             self.scale = self.scale.to(torch.float32)  # the kernels read the scale in fp32
+        # Weight-sparse runs are a CPU layout. On a GPU the layer keeps the dense packed
+        # weight (unpacked once, here) and runs the CUDA kernel; moving back to the CPU
+        # packs the runs again. Never a per-forward rebuild.
+        if self.runs_bitmap is not None and self.packed.device.type != "cpu":
+            dense = unpack_weight_sparse(self.packed.cpu(), self.runs_bitmap.cpu(), self.out_features,
+                                         self.in_features)
+            self.packed = pack_weight(dense).to(self.packed.device)
+            self.runs_bitmap = self.runs_offsets = None
+            self._runs_on_cpu = True
+        elif getattr(self, "_runs_on_cpu", False) and self.packed.device.type == "cpu":
+            values, bitmap, offsets = pack_weight_sparse(unpack_weight(self.packed, self.out_features))
+            self.packed, self.runs_bitmap, self.runs_offsets = values, bitmap, offsets
+            self._runs_on_cpu = False
         return self
 
     def extra_repr(self) -> str:
