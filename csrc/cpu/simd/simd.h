@@ -261,13 +261,15 @@ inline unsigned group_mask(const uint8_t* bitmap_row, int64_t g) {
   return unsigned(bitmap_row[2 * g]) | (unsigned(bitmap_row[2 * g + 1]) << 8);
 }
 
-// Compress x to the stored columns instead of expanding the values: lanes
-// past the group's count then hold zero x times the next (finite, validated)
-// values, which adds nothing.
+// Compress x to the stored columns instead of expanding the values. The
+// lanes past the group's count hold the next group's values: they are zeroed
+// too (one masked move), so that a NaN or Inf there (raw-op input is not
+// validated) cannot leak into this row as 0 * Inf.
 template <DType VT, int NB>
 inline void group_fma(Vec* acc, const typename ValueTraits<VT>::Storage* v, unsigned m, const float* x,
                       int64_t x_stride) {
-  const Vec vals = ValueTraits<VT>::load(v);
+  const __mmask16 live = __mmask16((1u << __builtin_popcount(m)) - 1u);
+  const Vec vals = {_mm512_maskz_mov_ps(live, ValueTraits<VT>::load(v).v)};
   for (int j = 0; j < NB; ++j) {
     const __m512 xs = _mm512_maskz_compress_ps(__mmask16(m), _mm512_loadu_ps(x + j * x_stride));
     acc[j].v = _mm512_fmadd_ps(vals.v, xs, acc[j].v);
