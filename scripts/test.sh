@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up, build with CUDA compilation on when nvcc is present, run pytest and
-# ctest. Every CPU ISA path this machine can execute must be tested: on x86
+# Set up, build with CUDA compilation on when nvcc is present, run ctest (also
+# under ASan + UBSan), pytest (with bounded fuzzing: SPARSECORE_FUZZ_EXAMPLES) and
+# the docstring examples. Every CPU ISA path this machine can execute must be tested: on x86
 # with AVX2 that includes the AVX-512 kernels under SIMDe emulation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ export SPARSECORE_REQUIRE_ISAS=$required
 build_dir=$(ls -d build/cp3*/ | head -n 1)
 echo "== ctest (C++ tests and microbenchmark smoke runs, no Python) in $build_dir"
 ctest --test-dir "$build_dir" --output-on-failure
+echo "== ctest again under AddressSanitizer + UndefinedBehaviorSanitizer (CPU paths)"
+bash scripts/sanitize.sh
 echo "== pytest"
 # Run from tests/ so the installed package (not the source tree) is imported.
 cd tests && python3 -m pytest -q -p no:cacheprovider

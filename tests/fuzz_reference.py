@@ -165,7 +165,9 @@ def matches(got: torch.Tensor, a: np.ndarray, x: torch.Tensor, bias: torch.Tenso
                                                                         torch.float16: 6e4}[got.dtype])
     nan = np.isnan(want) | np.isinf(want)  # inf only from an inf bias: then exactly that inf
     ok_nan = np.where(np.isinf(want), g == want, np.isnan(g)) | overflow
-    tol = (k * 2.0 ** -23 + eps) * scale + 1e-30
+    # + the subnormal spacing of the output dtype: rounding a tiny result is absolute, not relative.
+    tiny = {torch.float32: 2.0 ** -149, torch.bfloat16: 2.0 ** -133, torch.float16: 2.0 ** -24}[got.dtype]
+    tol = (k * 2.0 ** -23 + eps) * scale + tiny
     with np.errstate(all="ignore"):
         ok_val = (np.abs(g - want) <= tol) | overflow
     return bool(np.all(np.where(nan, ok_nan, ok_val)))

@@ -118,8 +118,10 @@ def test_raw_ops_never_crash_and_never_lie(data):
     which = data.draw(st.sampled_from(tensors))
     how = data.draw(st.sampled_from(["bitflip", "random", "extreme"]))
     args[which] = _corrupt(args[which], how, data.draw)
+    isa = data.draw(st.sampled_from(sparsecore.available_cpu_isas()))
     try:
-        got = getattr(torch.ops.sparsecore, op)(*args)
+        with sparsecore.use_cpu_isa(isa):
+            got = getattr(torch.ops.sparsecore, op)(*args)
     except (ValueError, TypeError):
         OUTCOMES["raw ops: clean error"] += 1
         return

@@ -1,11 +1,11 @@
 """sparsecore: sparse kernels that make pruned and activation-sparse LLMs smaller and faster.
 
-Formats: :class:`CSR`, :class:`BSR`. Ops: :func:`spmm`, :func:`sparse_linear` (also
-registered as ``torch.ops.sparsecore.*``). Runtime: :func:`info`, :func:`set_cpu_isa`,
+Formats: :class:`CSR`, :class:`BSR`, :class:`NM`. Ops: :func:`spmm`, :func:`sparse_linear`
+(also registered as ``torch.ops.sparsecore.*``). Runtime: :func:`info`, :func:`set_cpu_isa`,
 :func:`set_num_threads`.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 import os as _os
 import sys as _sys

@@ -102,6 +102,57 @@ def _act_cases(device: str):
                                in_features=in_f), want)
 
 
+def _robustness_cases(device: str):
+    """(name, check() -> True when it holds): the NaN rule, corrupted contents, large row
+    counts, on this device. On a GPU these are the checks no CPU test can make."""
+    from .activation import act_sparse_linear, pack_weight
+
+    gen = torch.Generator().manual_seed(7)
+    w = _random_sparse(64, 128, 0.5, gen)
+    nm = w * select_nm_mask(torch.rand(64, 128, generator=gen), 2, 4)
+    for name, a in [("csr", CSR.from_dense(w.to(device))), ("nm2:4 tensor-cores",
+                                                            NM.from_dense(nm, dtype=torch.bfloat16).to(device)),
+                    ("nm2:4 fallback", NM.from_dense(nm).to(device))]:
+        dtype = a.dtype
+
+        def nan_rule(a=a, dtype=dtype):
+            x = torch.ones(20, 128, dtype=dtype, device=device)
+            x[3, 7] = float("inf")
+            x[11, 0] = float("nan")
+            y = sparse_linear(x, a).float().cpu()
+            clean = [i for i in range(20) if i not in (3, 11)]
+            return bool(torch.isnan(y[[3, 11]]).all() and torch.isfinite(y[clean]).all())
+
+        yield f"nan rule {name} {device}", nan_rule
+    a = CSR.from_dense(w.to(device))
+
+    def corrupted_index():
+        # Out-of-range indices must never be read: an error (CPU) or the product without
+        # them (CUDA, where checking would cost a synchronisation), and no crash.
+        col = a.col_idx.clone()
+        col[5] = 30000
+        try:
+            y = torch.ops.sparsecore.csr_mm(a.row_ptr, col, a.values, a.row_chunks, a.bitmap, 128,
+                                            torch.ones(3, 128, device=device), None, True)
+        except ValueError:
+            return True
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return bool(torch.isfinite(y).all())
+
+    yield f"corrupted index {device}", corrupted_index
+
+    def many_rows():
+        # More rows than one CUDA grid dimension holds (65535).
+        wa = torch.randint(-2, 3, (32, 64), generator=gen).float()
+        x = torch.randint(-2, 3, (70000, 64), generator=gen).float()
+        got = act_sparse_linear(x.to(device), pack_weight(wa.to(device)), 32, 0.5).cpu()
+        want = ((x * (x.abs() > 0.5)) @ wa.T)
+        return bool(torch.equal(got, want))
+
+    yield f"act 70000 rows {device}", many_rows
+
+
 def _check(device: str, isa: str | None, rows_out: list) -> bool:
     ok = True
     failures = 0
@@ -126,6 +177,17 @@ def _check(device: str, isa: str | None, rows_out: list) -> bool:
             failures += 1
             ok = False
             print(f"  FAIL {device} {isa or ''} {name}: max error {err}")
+    for name, check in _robustness_cases(device):
+        count += 1
+        try:
+            passed = check()
+        except Exception as exc:  # a failure to report, not to stop at
+            passed = False
+            print(f"  FAIL {device} {isa or ''} {name}: {type(exc).__name__}: {exc}")
+        if not passed:
+            failures += 1
+            ok = False
+            print(f"  FAIL {device} {isa or ''} {name}")
     rows_out.append((device, isa or "-", count, failures, time.perf_counter() - t0))
     return ok
 
