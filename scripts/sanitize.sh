@@ -16,5 +16,5 @@ cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSPARSECORE_KERN
 cmake --build build/sanitize -j2 >> build/sanitize.log
 echo "== ctest under ASan + UBSan (build/sanitize)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
-UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 SPARSECORE_TEST_SMALL=1 \
   ctest --test-dir build/sanitize --output-on-failure -j2

@@ -13,6 +13,9 @@ inline int& checks() {
   static int n = 0;
   return n;
 }
+// SPARSECORE_TEST_SMALL=1 (the sanitizer run): the large shapes and wide
+// batches of the grids are skipped; every ISA path, dtype and kernel still runs.
+inline bool small_grid() { return std::getenv("SPARSECORE_TEST_SMALL") != nullptr; }
 inline int finish(const char* name) {
   std::printf("%s: %d checks, %d failed\n", name, checks(), failures());
   return failures() == 0 ? 0 : 1;

@@ -86,6 +86,7 @@ void test_nm(CpuIsa isa) {
   uint32_t seed = 1;
   for (const Shape& s : shapes)
     for (DType vt : kTypes) {
+      if (sparsecore::testing::small_grid() && s.rows * s.cols > 40000) continue;
       const OwnedNm a = random_nm(s.rows, s.cols, s.n, s.m, vt == DType::kFloat16 ? vt : DType::kBFloat16, seed++);
       const NmView v = a.view(vt);
       char msg[256];
@@ -95,6 +96,7 @@ void test_nm(CpuIsa isa) {
       for (int64_t n : ns)
         for (DType bt : kTypes)
           for (bool transposed : {false, true}) {
+            if (sparsecore::testing::small_grid() && n > 17) continue;
             OwnedDense bd = random_dense(s.cols * n, bt, seed++);
             const MatrixView b = dense_view(bd, s.cols, n, transposed);
             const bool with_bias = (n % 2) == 1;
