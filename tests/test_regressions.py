@@ -82,3 +82,24 @@ def test_csr_takes_int64_indices_from_torch_sparse(gen):
         assert torch.equal(a.to_dense(), dense)
     with pytest.raises(ValueError, match="out of range"):
         CSR(torch.tensor([0, 1]), torch.tensor([-1]), torch.ones(1), (1, 4))
+
+
+def test_bsr_csr_form_is_built_from_the_blocks(gen):
+    """The CSR a CUDA BSR runs as, built without a dense intermediate (checked on the CPU)."""
+    for block in [(1, 4), (4, 4), (8, 2), (16, 16)]:
+        bh, bw = block
+        bmask = torch.rand(48 // bh, 64 // bw, generator=gen) < 0.4
+        w = random_sparse(48, 64, 1.0, gen) * bmask.repeat_interleave(bh, 0).repeat_interleave(bw, 1)
+        a = BSR.from_dense(w, block, block_mask=bmask)
+        c = a.csr_for_cuda()
+        assert torch.equal(c.to_dense(), a.to_dense()) and c.nnz == a.nnz
+        assert a.csr_for_cuda() is c  # built once
+
+
+def test_nm_dense_form_is_kept_per_dtype(gen):
+    w = random_sparse(16, 32, 1.0, gen) * sparsecore.formats.nm.select_nm_mask(torch.rand(16, 32, generator=gen), 2, 4)
+    a = NM.from_dense(w)
+    d = a.dense_for(torch.bfloat16)
+    assert d.dtype == torch.bfloat16 and a.dense_for(torch.bfloat16) is d
+    assert torch.equal(a.dense_for(torch.float32), w)
+    assert not a.runs_on_tensor_cores(torch.float32)  # CPU: never

@@ -53,14 +53,7 @@ def _child(q, a, x, want):
     q.put(bool(torch.allclose(got, want, rtol=1e-5, atol=1e-4)))
 
 
-@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
-def test_kernel_runs_in_a_forked_child():
-    """The parent's pool has running workers when it forks; the child gets a fresh pool
-    (it used to wait forever for workers that do not exist there)."""
-    w, x = _big_case()
-    a = CSR.from_dense(w)
-    want = (x.double() @ w.double().T).float()
-    sparsecore.sparse_linear(x, a)  # start the parent's workers
+def _run_forked_child(a, x, want) -> None:
     ctx = mp.get_context("fork")
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(q, a, x, want))
@@ -70,6 +63,17 @@ def test_kernel_runs_in_a_forked_child():
         p.kill()
         pytest.fail("the forked child hung in the kernel")
     assert p.exitcode == 0 and q.get(timeout=5) is True
+
+
+@pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
+def test_kernel_runs_in_a_forked_child():
+    """The parent's pool has running workers when it forks; the child gets a fresh pool
+    (it used to wait forever for workers that do not exist there)."""
+    w, x = _big_case()
+    a = CSR.from_dense(w)
+    want = (x.double() @ w.double().T).float()
+    sparsecore.sparse_linear(x, a)  # start the parent's workers
+    _run_forked_child(a, x, want)
 
 
 @pytest.mark.skipif("fork" not in mp.get_all_start_methods(), reason="needs the fork start method")
@@ -87,17 +91,9 @@ def test_fork_while_another_thread_runs_kernels():
 
     t = threading.Thread(target=busy)
     t.start()
-    ctx = mp.get_context("fork")
     try:
         for _ in range(12):
-            q = ctx.Queue()
-            p = ctx.Process(target=_child, args=(q, a, x, want))
-            p.start()
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-                pytest.fail("a child forked while the pool was busy hung in the kernel")
-            assert p.exitcode == 0 and q.get(timeout=5) is True
+            _run_forked_child(a, x, want)
     finally:
         stop.set()
         t.join()

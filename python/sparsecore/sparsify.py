@@ -321,6 +321,8 @@ def _check_config(config) -> None:
         config.pruning_pattern()
         if config.allocation not in ("uniform", "owl"):
             raise ValueError(f"unknown sparsity allocation {config.allocation!r}; choose one of uniform, owl")
+        if config.allocation == "owl" and config.pruning_pattern().nm is not None:
+            raise ValueError("OWL allocates unstructured or block sparsity per layer; N:M has a fixed ratio")
         if config.calibration is None or (hasattr(config.calibration, "__len__") and len(config.calibration) == 0):
             raise ValueError(f"{type(config).__name__} needs calibration= (a non-empty list of model inputs)")
     pattern = config.pruning_pattern() if isinstance(config, _Calibrated) else _data_free_pattern(config)

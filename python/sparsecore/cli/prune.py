@@ -30,6 +30,8 @@ def run(args) -> int:
 
     # Every argument is checked before the (slow) model load and before anything is written.
     check_output_dir(args.output, args.overwrite)
+    if not 0.0 <= args.sparsity < 1.0:  # also when an N:M pattern makes it unused: a typo is a typo
+        raise ValueError(f"--sparsity must be in [0, 1), got {args.sparsity}")
     pattern = Pattern.parse(args.pattern, sparsity=args.sparsity)
     check_positive(calib_seqs=args.calib_seqs, calib_len=args.calib_len)
     make_config(args.method, pattern, allocation=args.allocation)

@@ -73,6 +73,8 @@ def make_config(method: str, pattern: Pattern, *, calibration=None, allocation: 
         return MagnitudeConfig(sparsity=pattern.sparsity, **common)
     text = (f"{pattern.nm[0]}:{pattern.nm[1]}" if pattern.nm else
             f"block{pattern.block[0]}x{pattern.block[1]}" if pattern.block else "unstructured")
+    if allocation == "owl" and pattern.nm is not None:
+        raise ValueError("OWL allocates unstructured or block sparsity per layer; N:M has a fixed ratio")
     cls = WandaConfig if method == "wanda" else SparseGPTConfig
     return cls(sparsity=pattern.sparsity, pattern=text, calibration=calibration, allocation=allocation,
                progress=progress, format=pattern.format, **common)
