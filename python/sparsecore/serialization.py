@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._bits import pack_bits, unpack_bits
 from .activation import ActSparseLinear, PrefillPolicy
 from .formats import BSR, CSR, NM
 from .nn import SparseLinear
@@ -67,8 +68,8 @@ def _csr_tensors(name: str, w: CSR) -> tuple[dict, dict]:
     rows, cols = w.shape
     if w.density >= _BITMAP_MIN_DENSITY:
         mask = _csr_mask(w)
-        bits = np.packbits(mask, axis=1, bitorder="little") if rows else np.zeros((0, (cols + 7) // 8), np.uint8)
-        return ({f"{name}.bitmap": torch.from_numpy(np.ascontiguousarray(bits)), f"{name}.values": w.values},
+        bits = pack_bits(torch.from_numpy(mask))
+        return ({f"{name}.bitmap": bits, f"{name}.values": w.values},
                 {"format": "csr", "encoding": "bitmap", "shape": [rows, cols]})
     return ({f"{name}.row_ptr": w.row_ptr, f"{name}.col_idx": w.col_idx, f"{name}.values": w.values},
             {"format": "csr", "encoding": "indices", "shape": [rows, cols]})
@@ -281,8 +282,9 @@ def _build_weight(name: str, info: dict, tensors: dict, path: str):
         values = _take(tensors, f"{key}.values", path)
         if bits.dtype != torch.uint8 or tuple(bits.shape) != (rows, (cols + 7) // 8):
             raise ValueError(f"{path}: {key}.bitmap has shape {tuple(bits.shape)}, expected {(rows, (cols + 7) // 8)}")
-        mask = np.unpackbits(bits.numpy(), axis=1, count=cols, bitorder="little").astype(bool)
-        counts = torch.from_numpy(mask.sum(axis=1).astype(np.int64))
+        mask_t = unpack_bits(bits, cols)
+        mask = mask_t.numpy()
+        counts = mask_t.sum(dim=1, dtype=torch.int64)
         if int(counts.sum()) != values.numel():
             raise ValueError(f"{path}: {key} has {values.numel()} values but its bitmap marks {int(counts.sum())}")
         row_ptr = torch.zeros(rows + 1, dtype=torch.int64)

@@ -160,7 +160,7 @@ Status act_pack_bitmap(const MatrixView& w, uint8_t* bitmap, int64_t* offsets, v
       if (o >= out) continue;
       const int64_t at = o * w.row_stride + j * w.col_stride;
       if (load_as_float(w.data, at, w.dtype) == 0.f) continue;
-      bitmap[j * row_bytes + o / 8] |= uint8_t(1u << (o % 8));
+      set_bit(bitmap + j * row_bytes, o);
       memcpy(dst + count * size, src + at * size, size_t(size));
       ++count;
     }

@@ -35,13 +35,13 @@ Status nm_validate(const NmView& a, char* msg, int len) {
     const uint8_t* row = a.bitmap + r * stride;
     for (int64_t g = 0; g < a.cols / a.m; ++g) {
       int count = 0;
-      for (int64_t c = g * a.m; c < (g + 1) * a.m; ++c) count += (row[c >> 3] >> (c & 7)) & 1;
+      for (int64_t c = g * a.m; c < (g + 1) * a.m; ++c) count += bit_at(row, c);
       if (count != a.n)
         return validation_failure(msg, len, "N:M: row %lld, columns %lld..%lld mark %d stored values, expected exactly %d",
                     (long long)r, (long long)(g * a.m), (long long)((g + 1) * a.m - 1), count, a.n);
     }
     for (int64_t c = a.cols; c < stride * 8; ++c)
-      if ((row[c >> 3] >> (c & 7)) & 1)
+      if (bit_at(row, c))
         return validation_failure(msg, len, "N:M: row %lld marks column %lld past the %lld columns", (long long)r, (long long)c,
                     (long long)a.cols);
   }

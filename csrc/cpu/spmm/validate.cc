@@ -72,7 +72,7 @@ Status plan_csr_bitmap(const CsrView& a, uint8_t* bitmap) {
     for (int64_t p = a.row_ptr[r]; p < a.row_ptr[r + 1]; ++p) {
       const int64_t c = load_index(a.col_idx, p, a.index_type);
       if (c < 0 || c >= a.cols) return Status::kInvalidIndex;
-      row[c >> 3] = uint8_t(row[c >> 3] | (1u << (c & 7)));
+      set_bit(row, c);
     }
   }
   return Status::kOk;

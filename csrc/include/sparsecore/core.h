@@ -37,6 +37,11 @@ struct Epilogue {
 // AVX-512 step), zero padded. Bit l of byte q is column 8q + l.
 SPARSECORE_HD static inline int64_t bitmap_row_bytes(int64_t cols) { return (cols + 15) / 16 * 2; }
 
+// The one bit layout of every bitmap (CSR plan, N:M, weight-sparse runs, the
+// files): bit c of a row is bit c % 8 of byte c / 8.
+SPARSECORE_HD static inline bool bit_at(const uint8_t* row, int64_t c) { return (row[c >> 3] >> (c & 7)) & 1u; }
+SPARSECORE_HD static inline void set_bit(uint8_t* row, int64_t c) { row[c >> 3] = uint8_t(row[c >> 3] | (1u << (c & 7))); }
+
 // CUDA: whether this build has the kernels, for which architectures, how
 // many devices the driver reports, and whether `device` can run them (compute
 // capability 8.0 or newer; otherwise error_detail() says what it has).

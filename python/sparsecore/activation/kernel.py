@@ -3,9 +3,9 @@ reference of the product. The op itself lives in :mod:`sparsecore.ops.act`."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from .._bits import unpack_bits
 from .._dtypes import dtype_code, matrix_tuple
 from .._native import _C
 from ..ops.act import ACT_TILE, ACT_VALUE_PAD, act_sparse_linear  # noqa: F401  (re-exported)
@@ -61,7 +61,7 @@ def unpack_weight_sparse(values: torch.Tensor, bitmap: torch.Tensor, out_feature
     """The dense (out x in) weight back from :func:`pack_weight_sparse`'s layout."""
     row_bytes = _C.act_bitmap_row_bytes(out_features)
     bits = bitmap[: in_features * row_bytes].view(in_features, row_bytes).cpu()
-    mask = torch.from_numpy(np.unpackbits(bits.numpy(), axis=1, bitorder="little").astype(bool))
+    mask = unpack_bits(bits, row_bytes * 8)
     dense = torch.zeros(in_features, row_bytes * 8, dtype=values.dtype)
     dense[mask] = values[: int(mask.sum())].cpu()
     return dense[:, :out_features].t().contiguous().to(values.device)
