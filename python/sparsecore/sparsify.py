@@ -178,42 +178,44 @@ def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-class _CacheEvictor:
-    """Reads a buffer larger than the last-level cache between timed calls, so every layer is
-    timed with its weights coming from memory, as in a real forward pass (where the other
-    layers have evicted them), not from a warm cache."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.buffer = None
-
-    def __call__(self) -> None:
-        if self.buffer is None:
-            size = 64 << 20 if self.device.type == "cpu" else 256 << 20
-            self.buffer = torch.ones(size // 4, dtype=torch.float32, device=self.device)
-        if self.device.type == "cuda":
-            self.buffer.add_(0.0)
-        else:
-            float(self.buffer.sum())
+# Layers are timed in groups of at least this many bytes of weights (dense), in forward
+# order: inside a group each layer's weights are evicted by the others between its calls
+# (as in a real forward pass of a model larger than the cache), calls follow each other
+# closely (as in a forward pass: the thread pool stays awake), and at most one group of
+# dense twins exists at a time (never a dense copy of the whole model).
+_GROUP_BYTES = 96 << 20
 
 
-def _median_ms(layer: nn.Module, x: torch.Tensor, evict: _CacheEvictor, reps: int = 5) -> float:
-    """Median ms of layer(x) over reps calls (after one warm-up), caches evicted before each;
-    on CUDA every call is synchronised (kernel launches are asynchronous)."""
-    cuda = x.device.type == "cuda"
-    times = []
+def _times_in_forward_order(layers: list[nn.Module], inputs: list[torch.Tensor], reps: int = 5) -> list[float]:
+    """Median ms per layer, calling the layers one after another like a forward pass; CUDA
+    calls are synchronised (kernel launches are asynchronous)."""
+    times = [[] for _ in layers]
     with torch.no_grad():
-        layer(x)
-        for _ in range(reps):
-            evict()
-            if cuda:
-                torch.cuda.synchronize(x.device)
-            t0 = time.perf_counter()
-            layer(x)
-            if cuda:
-                torch.cuda.synchronize(x.device)
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2] * 1e3
+        for rep in range(reps + 1):
+            for i, (layer, x) in enumerate(zip(layers, inputs)):
+                cuda = x.device.type == "cuda"
+                if cuda:
+                    torch.cuda.synchronize(x.device)
+                t0 = time.perf_counter()
+                layer(x)
+                if cuda:
+                    torch.cuda.synchronize(x.device)
+                if rep:  # the first round warms up
+                    times[i].append(time.perf_counter() - t0)
+    return [sorted(t)[len(t) // 2] * 1e3 for t in times]
+
+
+def _groups(chosen: list[tuple[str, SparseLinear]]) -> list[list[tuple[str, SparseLinear]]]:
+    groups, current, size = [], [], 0
+    for name, sparse in chosen:
+        current.append((name, sparse))
+        size += sparse.out_features * sparse.in_features * sparse.weight.values.element_size()
+        if size >= _GROUP_BYTES:
+            groups.append(current)
+            current, size = [], 0
+    if current:
+        groups.append(current)
+    return groups
 
 
 def _dense_twin(sparse: SparseLinear) -> nn.Linear:
@@ -229,23 +231,22 @@ def _dense_twin(sparse: SparseLinear) -> nn.Linear:
 def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], tokens: int, fallback: bool,
                     dense_for: Callable[[str, SparseLinear], nn.Linear],
                     commit_dense: Callable[[str, nn.Linear], nn.Linear]) -> SparsifyReport:
-    """Time each layer dense and sparse, one layer at a time (one dense twin in memory at a
-    time), and swap in ``commit_dense(name, dense)`` where dense is faster."""
+    """Time the layers dense and sparse group by group (see _GROUP_BYTES) and swap in
+    ``commit_dense(name, dense)`` where dense is faster."""
     report = SparsifyReport()
-    evictors: dict[torch.device, _CacheEvictor] = {}
-    for name, sparse in chosen:
-        dense = dense_for(name, sparse)
-        device = dense.weight.device
-        evict = evictors.setdefault(device, _CacheEvictor(device))
-        x = torch.randn(int(tokens), dense.in_features, dtype=dense.weight.dtype, device=device)
-        d_ms, s_ms = _median_ms(dense, x, evict), _median_ms(sparse, x, evict)
-        keep_dense = fallback and s_ms > d_ms
-        if keep_dense:
-            _set_child(model, name, commit_dense(name, dense))
-        fmt = "dense (fallback)" if keep_dense else type(sparse.weight).__name__.lower()
-        report.layers.append(LayerReport(name, (sparse.out_features, sparse.in_features), 1.0 - sparse.density,
-                                         fmt, d_ms, s_ms))
-        del dense
+    for group in _groups(chosen):
+        dense = [dense_for(name, sparse) for name, sparse in group]
+        inputs = [torch.randn(int(tokens), d.in_features, dtype=d.weight.dtype, device=d.weight.device) for d in dense]
+        dense_ms = _times_in_forward_order(dense, inputs)
+        sparse_ms = _times_in_forward_order([s for _, s in group], inputs)
+        for (name, sparse), twin, d_ms, s_ms in zip(group, dense, dense_ms, sparse_ms):
+            keep_dense = fallback and s_ms > d_ms
+            if keep_dense:
+                _set_child(model, name, commit_dense(name, twin))
+            fmt = "dense (fallback)" if keep_dense else type(sparse.weight).__name__.lower()
+            report.layers.append(LayerReport(name, (sparse.out_features, sparse.in_features), 1.0 - sparse.density,
+                                             fmt, d_ms, s_ms))
+        del dense, inputs
     return report
 
 
@@ -256,9 +257,10 @@ def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: boo
     equivalent at ``tokens`` tokens and, with ``fallback_to_dense``, swap in the dense layer
     where it is faster. Returns the report. Use it after :func:`sparsecore.load_sparse` to pick
     kernels for the machine and batch size at hand. ``dense_layers`` (name -> pruned
-    ``nn.Linear``) gives the dense versions to compare with and fall back to; by default each
-    is rebuilt from the sparse weight, one layer at a time (never a dense copy of the whole
-    model). Every call is timed with cold caches (and synchronised on CUDA)."""
+    ``nn.Linear``) gives the dense versions to compare with and fall back to; by default they
+    are rebuilt from the sparse weights, one group of layers (~96 MiB) at a time, never a
+    dense copy of the whole model. Layers are timed in forward order within a group, so
+    their weights come from memory as in a real forward pass; CUDA calls are synchronised."""
     if int(tokens) < 1:
         raise ValueError(f"tokens must be >= 1, got {tokens}")
     chosen = [(n, m) for n, m in model.named_modules() if isinstance(m, SparseLinear) and (names is None or n in names)]
