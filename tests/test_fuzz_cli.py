@@ -5,7 +5,6 @@ model is loaded or anything is written."""
 import os
 from unittest import mock
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sparsecore.cli import main

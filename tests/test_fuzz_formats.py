@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 
 import sparsecore
-from sparsecore import BSR, CSR, NM
+from sparsecore import CSR, NM
 from conftest import OUTCOMES
 
 EXAMPLES = int(os.environ.get("SPARSECORE_FUZZ_EXAMPLES", "300")) // 2

@@ -9,6 +9,7 @@ flushed too. What already sits at the target is replaced only when sparsecore wr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -29,9 +30,8 @@ def fsync_path(path: str) -> None:
     except OSError:
         return  # some filesystems cannot open directories; nothing more to do there
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):  # e.g. EINVAL: a directory fsync the filesystem does not support
+            os.fsync(fd)
     finally:
         os.close(fd)
 

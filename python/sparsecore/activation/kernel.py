@@ -8,7 +8,7 @@ import torch
 from .._bits import unpack_bits
 from .._dtypes import dtype_code, matrix_tuple
 from .._native import _C
-from ..ops.act import ACT_TILE, ACT_VALUE_PAD, act_sparse_linear  # noqa: F401  (re-exported)
+from ..ops.act import ACT_VALUE_PAD, act_sparse_linear, out_padded  # noqa: F401  (act_sparse_linear re-exported)
 
 # Weights from this size on ask for transparent huge pages (fewer TLB misses between runs).
 _HUGE_PAGE_MIN_BYTES = 4 << 20
@@ -19,8 +19,7 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"weight must be 2-D (out_features x in_features), got shape {tuple(weight.shape)}")
     dtype_code(weight.dtype, "weight")
     out, in_ = weight.shape
-    padded = -(-out // ACT_TILE) * ACT_TILE
-    packed = torch.empty(in_, padded, dtype=weight.dtype, device=weight.device)
+    packed = torch.empty(in_, out_padded(out), dtype=weight.dtype, device=weight.device)
     if packed.device.type == "cpu" and packed.numel() * packed.element_size() >= _HUGE_PAGE_MIN_BYTES:
         _C.advise_huge_pages(packed.data_ptr(), packed.numel() * packed.element_size())  # before the first write
     packed[:, out:] = 0
