@@ -36,5 +36,6 @@ void register_runtime(py::module_& m);
 void register_spmm(py::module_& m);
 void register_nm(py::module_& m);
 void register_act(py::module_& m);
+void register_attention(py::module_& m);
 
 }  // namespace sparsecore::bind

@@ -72,4 +72,5 @@ PYBIND11_MODULE(_C, m) {
   sparsecore::bind::register_spmm(m);
   sparsecore::bind::register_nm(m);
   sparsecore::bind::register_act(m);
+  sparsecore::bind::register_attention(m);
 }

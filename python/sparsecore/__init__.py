@@ -19,7 +19,7 @@ import sys as _sys
 if "torch" not in _sys.modules and not _os.environ.get("SPARSECORE_KEEP_OMP_POLICY"):
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import activation, nn, pruning
+from . import activation, attention, nn, pruning
 from .formats import BSR, CSR, NM
 from .ops import sparse_linear, spmm
 from .serialization import load_sparse, save_sparse
@@ -27,6 +27,8 @@ from .nn import load_sparse_state_dict
 from .sparsify import (BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, SparsifyReport, WandaConfig,
                        select_kernels_, sparsify_)
 from .activation import ActSparseLinear, RSparseConfig, TEALConfig, WINAConfig
+from .attention import (BLASSTConfig, QuestCache, QuestConfig, StaticAttentionConfig, TopKAttentionConfig,
+                        flash_attention, sparsify_attention_)
 from .runtime import (
     available_cpu_isas,
     cpu_isa,
@@ -40,6 +42,14 @@ from .runtime import (
 __all__ = [
     "nn",
     "activation",
+    "attention",
+    "flash_attention",
+    "sparsify_attention_",
+    "StaticAttentionConfig",
+    "TopKAttentionConfig",
+    "BLASSTConfig",
+    "QuestConfig",
+    "QuestCache",
     "ActSparseLinear",
     "TEALConfig",
     "WINAConfig",

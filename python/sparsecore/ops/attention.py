@@ -1,0 +1,132 @@
+"""Flash attention as a torch op: ``sparsecore::flash_attention``.
+
+``out = softmax(scale * q k^T + mask) v`` with an online softmax and fp32 accumulation,
+on the CPU kernels of ``csrc/cpu/attention``. q is ``[B, Hq, Lq, D]``, k and v are
+``[B, Hkv, Lk, D]`` (``Hq`` a multiple of ``Hkv``: GQA/MQA) in float32, bfloat16 or
+float16, with any strides as long as the head dim is contiguous (otherwise it is copied).
+The op returns ``(out, lse, stats)``: ``out`` in q's dtype and shape, the log-sum-exp of
+each row's scores (float32 ``[B, Hq, Lq]``; ``-inf`` for a row that sees no key) and
+``stats = [tiles computed, tiles BLASST skipped]`` (int64).
+
+Positions follow ``sparsecore/attention.h``: query row ``i`` sits at key position
+``Lk - Lq + i`` (the queries are the last ``Lq`` cache entries); ``causal``, ``window``
+(with ``sinks``) and the valid KV range ``[kv_start[b], kv_end[b])`` of each batch element
+(padding) decide what it sees. A block mask (``block_row_ptr``,
+``block_col_idx``, from :class:`sparsecore.attention.BlockMask`) lists the KV blocks each
+q block computes; unlisted blocks are never read.
+
+NaN rule: a q row holding NaN or Inf gives a NaN row, and so does a row that sees a key
+whose k or v holds one (in a tile that is computed).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._dtypes import VALUE_DTYPES, dtype_code
+from .._native import _C
+from ._common import require
+from ._library import lib
+
+ATTN_MAX_DIM = int(_C.ATTN_MAX_DIM)
+
+lib.define("flash_attention(Tensor q, Tensor k, Tensor v, Tensor? block_row_ptr, Tensor? block_col_idx, "
+           "int block_q, int block_k, int mask_batch, int mask_heads, Tensor? kv_start, Tensor? kv_end, "
+           "bool causal, int window, int sinks, float scale, float softcap, float blasst_log_lambda) "
+           "-> (Tensor, Tensor, Tensor)")
+
+
+def _tensor4(t: torch.Tensor) -> tuple:
+    return (t.data_ptr(), dtype_code(t.dtype, "attention input"), *t.shape, *t.stride()[:3])
+
+
+def _check(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
+           sinks, scale, softcap, blasst_log_lambda):
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        require(t, name, dtype=VALUE_DTYPES, ndim=4, contiguous=False)
+        if t.device.type != "cpu":
+            raise ValueError(f"flash_attention: {name} is on {t.device}; this build's attention kernels run on the "
+                             "CPU (CUDA attention is a later release)")
+    B, hq, lq, d = q.shape
+    if k.shape[0] != B or v.shape[0] != B:
+        raise ValueError(f"flash_attention: q, k and v must share the batch size, got {tuple(q.shape)}, "
+                         f"{tuple(k.shape)}, {tuple(v.shape)}")
+    if k.shape != v.shape:
+        raise ValueError(f"flash_attention: k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+    if k.shape[3] != d:
+        raise ValueError(f"flash_attention: q has head dim {d}, k has {k.shape[3]}")
+    if k.dtype != v.dtype:
+        raise TypeError(f"flash_attention: k and v must have the same dtype, got {k.dtype} and {v.dtype}")
+    hkv = k.shape[1]
+    if hq > 0 and (hkv == 0 or hq % hkv):
+        raise ValueError(f"flash_attention: {hq} q heads are not a multiple of {hkv} KV heads")
+    if not 1 <= d <= ATTN_MAX_DIM:
+        raise ValueError(f"flash_attention: head dim {d} is not supported (1..{ATTN_MAX_DIM})")
+    lk = k.shape[2]
+    if causal and lq > lk:
+        raise ValueError(f"flash_attention: causal attention with more queries ({lq}) than keys ({lk})")
+    if window < 0 or sinks < 0:
+        raise ValueError(f"flash_attention: window and sinks must be >= 0, got {window} and {sinks}")
+    if window > 0 and not causal:
+        raise ValueError("flash_attention: a sliding window needs causal=True")
+    if not math.isfinite(scale):
+        raise ValueError(f"flash_attention: scale must be finite, got {scale}")
+    if not (softcap >= 0 and math.isfinite(softcap)):
+        raise ValueError(f"flash_attention: softcap must be >= 0 and finite, got {softcap}")
+    if math.isnan(blasst_log_lambda) or blasst_log_lambda > 0:
+        raise ValueError(f"flash_attention: BLASST log(lambda) must be <= 0, got {blasst_log_lambda}")
+    for name, t in (("kv_start", kv_start), ("kv_end", kv_end)):
+        if t is not None:
+            require(t, name, dtype=torch.int64, ndim=1, numel=B, device=q.device)
+    if (row_ptr is None) != (col_idx is None):
+        raise ValueError("flash_attention: a block mask needs both block_row_ptr and block_col_idx")
+    if row_ptr is not None:
+        if block_q <= 0 or block_k <= 0 or block_q % 16 or block_k % 16:
+            raise ValueError(f"flash_attention: block sizes must be positive multiples of 16, got {block_q} x {block_k}")
+        if mask_batch not in (1, B) or mask_heads not in (1, hkv, hq):
+            raise ValueError(f"flash_attention: block mask has batch {mask_batch} and heads {mask_heads}; expected "
+                             f"batch 1 or {B}, heads 1, {hkv} or {hq}")
+        q_blocks = -(-lq // block_q)
+        require(row_ptr, "block_row_ptr", dtype=torch.int64, ndim=1, numel=mask_batch * mask_heads * q_blocks + 1,
+                device=q.device)
+        require(col_idx, "block_col_idx", dtype=torch.int32, ndim=1, device=q.device)
+        if int(row_ptr[-1]) != col_idx.numel() or int(row_ptr[0]) != 0:
+            raise ValueError(f"flash_attention: block_row_ptr must start at 0 and end at the {col_idx.numel()} "
+                             f"listed blocks, got {int(row_ptr[0])} .. {int(row_ptr[-1])}")
+
+
+def _head_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(3) == 1 or t.shape[3] == 1 else t.contiguous()
+
+
+def _run(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
+         sinks, scale, softcap, blasst_log_lambda):
+    _check(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
+           sinks, scale, softcap, blasst_log_lambda)
+    q, k, v = _head_dim_contiguous(q), _head_dim_contiguous(k), _head_dim_contiguous(v)
+    B, hq, lq, d = q.shape
+    out = torch.empty(B, hq, lq, d, dtype=q.dtype)
+    lse = torch.empty(B, hq, lq, dtype=torch.float32)
+    mask = None
+    if row_ptr is not None:
+        lk = k.shape[2]
+        mask = (block_q, block_k, mask_batch, mask_heads, -(-lq // block_q), -(-lk // block_k), row_ptr.data_ptr(),
+                col_idx.data_ptr() if col_idx.numel() else 0, col_idx.numel())
+    computed, skipped = _C.flash_attention(
+        _tensor4(q), _tensor4(k), _tensor4(v), _tensor4(out), lse.data_ptr(), float(scale), float(softcap),
+        bool(causal), int(window), int(sinks), kv_start.data_ptr() if kv_start is not None else 0,
+        kv_end.data_ptr() if kv_end is not None else 0, float(blasst_log_lambda), mask)
+    return out, lse, torch.tensor([computed, skipped], dtype=torch.int64)
+
+
+def _fake(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
+          sinks, scale, softcap, blasst_log_lambda):
+    B, hq, lq, d = q.shape
+    return (q.new_empty(B, hq, lq, d), q.new_empty(B, hq, lq, dtype=torch.float32),
+            q.new_empty(2, dtype=torch.int64))
+
+
+torch.library.impl("sparsecore::flash_attention", "cpu", lib=lib)(_run)
+torch.library.register_fake("sparsecore::flash_attention", lib=lib)(_fake)
