@@ -230,8 +230,11 @@ void test_nonfinite_and_empty() {
   for (int64_t h = 0; h < 2; ++h)
     for (int64_t i = 0; i < 4; ++i) {
       const bool want_nan = (h == 0 && i == 1) || i >= 2;
-      const bool got_nan = std::isnan(ob[size_t((h * 4 + i) * 16)]) && std::isnan(lse[size_t(h * 4 + i)]);
-      const bool finite = std::isfinite(ob[size_t((h * 4 + i) * 16)]);
+      bool got_nan = std::isnan(lse[size_t(h * 4 + i)]), finite = std::isfinite(lse[size_t(h * 4 + i)]);
+      for (int64_t d = 0; d < 16; ++d) {
+        got_nan &= std::isnan(ob[size_t((h * 4 + i) * 16 + d)]);
+        finite &= std::isfinite(ob[size_t((h * 4 + i) * 16 + d)]);
+      }
       CHECK(want_nan ? got_nan : finite, "head %lld row %lld nan %d", (long long)h, (long long)i, int(got_nan));
     }
   // Empty rows: a KV range that starts after the row's position.
