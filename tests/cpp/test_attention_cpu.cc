@@ -198,6 +198,11 @@ void test_cases(std::mt19937& rng, bool split) {
     cases.push_back({1, 3, 1, 100, 161, 64, dt, true, 40, 4, false, 0.f, 0, true});
     cases.push_back({1, 4, 2, 70, 70, 64, dt, true, 17, 0, false, 30.f, 2, false});
     cases.push_back({1, 9, 3, 33, 97, 64, dt, true, 0, 0, false, 0.f, 2, false});
+    // Decode-kernel shapes (at most 8 rows per KV head, whole vectors of the head dim).
+    cases.push_back({2, 8, 2, 2, 333, 64, dt, true, 100, 4, true, 20.f, 0, true});
+    cases.push_back({1, 4, 4, 1, 200, 96, dt, true, 0, 0, false, 0.f, 2, false});
+    cases.push_back({3, 7, 1, 1, 129, 32, dt, true, 0, 0, true, 0.f, 1, false});
+    cases.push_back({1, 2, 1, 3, 70, 128, dt, false, 0, 0, false, 0.f, 0, false});
   }
   if (split || !small_grid()) {
     // Long KV with few tasks: the split-KV path and its merge.

@@ -14,6 +14,9 @@ constexpr int64_t kAttnTileK = 64;
 // are cut into chunks of one or two vectors: the scores of a chunk and its
 // output accumulators stay in L1/L2 while a K/V tile is reused by every chunk.
 constexpr int kAttnMaxRowVecs = 2;
+// Tasks with at most this many q rows (decode: the q heads of one KV head x a
+// few positions) run the decode kernel, which puts the head dim in the lanes.
+constexpr int64_t kAttnDecodeRows = 8;
 
 // Everything about the call that every task shares (resolved by the dispatcher).
 struct AttnArgs {
@@ -55,6 +58,7 @@ static inline int64_t attn_chunk_floats(int64_t dim, int64_t rc) { return ((2 * 
 static inline int64_t attn_scratch_floats(int64_t rows, int64_t dim) {
   // chunks * rc < rows + 32 on every path, and there are at most rows / 4 + 1 chunks.
   const int64_t rc_max = int64_t(kAttnMaxRowVecs) * 16;
+  // The decode kernel needs 3 x 8 x dim + 8 x kAttnTileK: always less.
   return (rows + rc_max) * (2 * dim + 7) + (rows / 4 + 1) * 21 + kAttnTileK * (2 * dim + rc_max + 2) + 5 * 16;
 }
 

@@ -29,6 +29,22 @@ inline Vec vpow2i(Vec n) {
 }
 // 0x08: round to nearest, no exceptions (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC; SIMDe has no alias).
 inline Vec vround(Vec a) { return {_mm512_roundscale_ps(a.v, 0x08)}; }
+inline __m128 vhalves4(__m512 a, bool max) {
+  const __m256 lo = _mm512_castps512_ps256(a), hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+  const __m256 x = max ? _mm256_max_ps(lo, hi) : _mm256_add_ps(lo, hi);
+  const __m128 l4 = _mm256_castps256_ps128(x), h4 = _mm256_extractf128_ps(x, 1);
+  return max ? _mm_max_ps(l4, h4) : _mm_add_ps(l4, h4);
+}
+inline float vhsum(Vec a) {
+  __m128 x = vhalves4(a.v, false);
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+inline float vhmax(Vec a) {
+  __m128 x = vhalves4(a.v, true);
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
 #elif defined(SPARSECORE_ISA_AVX2)
 struct Mask { __m256 m; };
 inline Vec vmul(Vec a, Vec b) { return {_mm256_mul_ps(a.v, b.v)}; }
@@ -49,6 +65,16 @@ inline Vec vpow2i(Vec n) {
   return {_mm256_castsi256_ps(_mm256_slli_epi32(e, 23))};
 }
 inline Vec vround(Vec a) { return {_mm256_round_ps(a.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
+inline float vhsum(Vec a) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+inline float vhmax(Vec a) {
+  __m128 x = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  return _mm_cvtss_f32(_mm_max_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
 #else
 struct Mask { bool m[4]; };
 #define SC_LANES4(expr) \
@@ -76,6 +102,11 @@ inline Vec vsel(Mask m, Vec a, Vec b) { SC_LANES4(m.m[i] ? a.v[i] : b.v[i]); }
 inline Vec vpow2i(Vec n) { SC_LANES4(bits_to_float(uint32_t(int32_t(n.v[i]) + 127) << 23)); }
 // Round half to even, as the vector instructions do (the default rounding mode).
 inline Vec vround(Vec a) { SC_LANES4(__builtin_rintf(a.v[i])); }
+inline float vhsum(Vec a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
+inline float vhmax(Vec a) {
+  const float x = a.v[0] > a.v[1] ? a.v[0] : a.v[1], y = a.v[2] > a.v[3] ? a.v[2] : a.v[3];
+  return x > y ? x : y;
+}
 #undef SC_LANES4
 #undef SC_MASK4
 #endif
