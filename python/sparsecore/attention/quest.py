@@ -63,6 +63,7 @@ def page_scores(q: torch.Tensor, bounds: PageBounds) -> torch.Tensor:
     B, hq, lq, D = q.shape
     hkv = bounds.kmin.shape[1]
     qg = q.float().reshape(B, hkv, (hq // hkv) * lq, D)
+    # Reads the fp32 bounds once per step: 1/8 of a bf16 cache's K/V bytes at 16-key pages.
     bound = qg.clamp(min=0) @ bounds.kmax.transpose(2, 3) + qg.clamp(max=0) @ bounds.kmin.transpose(2, 3)
     return bound.amax(2)
 
@@ -87,7 +88,7 @@ def quest_block_mask(q: torch.Tensor, keys: torch.Tensor, bounds: PageBounds, bu
     hkv = chosen.shape[1]
     row_ptr = torch.arange(B * hkv + 1, dtype=torch.int64) * n_keep
     block_q = _ceil_div(lq, 16) * 16
-    return BlockMask(row_ptr, chosen.reshape(-1).contiguous(), lq, L, block_q, P, B, hkv)
+    return BlockMask._unchecked(row_ptr, chosen.reshape(-1).contiguous(), lq, L, block_q, P, B, hkv)
 
 
 class QuestCache(DynamicCache):

@@ -2,7 +2,9 @@
 python -m sparsecore.bench nm [--quick] [--json PATH]
 python -m sparsecore.bench activation [--quick] [--no-decode] [--json PATH]
 python -m sparsecore.bench activation-quality [--targets 0.3,0.4,0.5,0.6] [--json PATH]
-python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eval-tokens T] [--json PATH]"""
+python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eval-tokens T] [--json PATH]
+python -m sparsecore.bench attention [--quick] [--no-flex] [--json PATH]
+python -m sparsecore.bench attention-quality [--quick] [--json PATH]"""
 
 from __future__ import annotations
 
@@ -46,6 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--eval-tokens", type=int, default=8192)
     w.add_argument("--json", help="also write the results as JSON here")
     w.set_defaults(module="wanda_torchao")
+    at = sub.add_parser("attention", help="sparse flash attention vs SDPA, FlexAttention and naive torch: prefill "
+                                          "masks, dynamic top-k, BLASST, decode and Quest")
+    at.add_argument("--quick", action="store_true", help="L in {1k, 4k}, fp32, decode at 4k/16k batch 1")
+    at.add_argument("--no-flex", action="store_true", help="skip FlexAttention (compiles per shape)")
+    at.add_argument("--json", help="also write the results as JSON here")
+    at.set_defaults(module="attention")
+    aq2 = sub.add_parser("attention-quality", help="SmolLM2 long-context perplexity and passkey retrieval: dense vs "
+                                                   "each attention method; end-to-end prefill/decode speed")
+    aq2.add_argument("--quick", action="store_true", help="2k and 4k only, fewer documents and seeds")
+    aq2.add_argument("--json", help="also write the results as JSON here")
+    aq2.set_defaults(module="attention_quality")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     import importlib
 
