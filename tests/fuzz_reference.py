@@ -171,3 +171,58 @@ def matches(got: torch.Tensor, a: np.ndarray, x: torch.Tensor, bias: torch.Tenso
     with np.errstate(all="ignore"):
         ok_val = (np.abs(g - want) <= tol) | overflow
     return bool(np.all(np.where(nan, ok_nan, ok_val)))
+
+
+def attention(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal,
+              window, sinks, scale):
+    """What sparsecore::flash_attention's arguments mean, in float64: (out, nan_rows), or None
+    when the block lists or KV ranges are inconsistent (the op must raise). Rows whose q is
+    not finite, or that see a k or v row that is not finite, are NaN rows (the NaN rule)."""
+    qd, kd, vd = (_f64(t) for t in (q, k, v))
+    B, hq, lq, d = qd.shape
+    hkv, lk = kd.shape[1], kd.shape[2]
+    starts = np.zeros(B, np.int64) if kv_start is None else kv_start.numpy().astype(np.int64)
+    ends = np.full(B, lk, np.int64) if kv_end is None else kv_end.numpy().astype(np.int64)
+    if np.any(starts < 0) or np.any(ends < starts) or np.any(ends > lk):
+        return None
+    listed = np.ones((1, 1, max(1, lq), max(1, lk)), dtype=bool)
+    if row_ptr is not None:
+        rp = row_ptr.numpy().astype(np.int64)
+        ci = col_idx.numpy().astype(np.int64)
+        qb, kb = -(-lq // block_q), -(-lk // block_k)
+        if not _row_ptr_ok(rp, ci.size) or np.any(np.diff(rp) > kb):
+            return None
+        grid = np.zeros((mask_batch * mask_heads * qb, kb), dtype=bool)
+        for r in range(rp.size - 1):
+            row = ci[rp[r]:rp[r + 1]]
+            if row.size and (row.min() < 0 or row.max() >= kb or np.any(np.diff(row) <= 0)):
+                return None
+            grid[r, row] = True
+        grid = grid.reshape(mask_batch, mask_heads, qb, kb)
+        listed = grid.repeat(block_q, 2)[:, :, :lq].repeat(block_k, 3)[:, :, :, :lk]
+    out = np.zeros_like(qd)
+    nan_rows = np.zeros((B, hq, lq), dtype=bool)
+    g = hq // hkv
+    for b in range(B):
+        for h in range(hq):
+            mh = 0 if listed.shape[1] == 1 else (h if listed.shape[1] == hq else h // g)
+            lm = listed[0 if listed.shape[0] == 1 else b, mh]
+            kk, vv = kd[b, h // g], vd[b, h // g]
+            bad_key = ~np.isfinite(kk).all(1) | ~np.isfinite(vv).all(1)
+            for i in range(lq):
+                pos = lk - lq + i
+                j = np.arange(lk)
+                vis = (j >= starts[b]) & (j < ends[b]) & lm[i]
+                if causal:
+                    vis &= j <= pos
+                if window:
+                    vis &= (pos - j < window) | (j < starts[b] + sinks)
+                if not np.isfinite(qd[b, h, i]).all() or np.any(vis & bad_key):
+                    nan_rows[b, h, i] = True
+                    continue
+                if not vis.any():
+                    continue
+                s = kk[vis] @ qd[b, h, i] * scale
+                p = np.exp(s - s.max())
+                out[b, h, i] = p @ vv[vis] / p.sum()
+    return out, nan_rows

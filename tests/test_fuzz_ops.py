@@ -9,8 +9,10 @@ fails the whole run. The CI profile runs a bounded number of cases; ``-m fuzz_lo
 SPARSECORE_FUZZ_EXAMPLES) runs more. Outcome counts are printed at the end of the session.
 """
 
+import math
 import os
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -18,6 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import sparsecore
 from sparsecore import BSR, CSR, NM
 from sparsecore.activation import pack_weight, pack_weight_sparse
+from sparsecore.attention import BlockMask
 from sparsecore.ops.linear import _op_args
 import fuzz_reference as ref
 from conftest import OUTCOMES
@@ -136,6 +139,59 @@ def test_raw_ops_never_crash_and_never_lie(data):
 @given(data=st.data())
 def test_raw_ops_long(data):
     test_raw_ops_never_crash_and_never_lie.hypothesis.inner_test(data)
+
+
+def _attention_case(draw):
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31)))
+    B, hkv = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    hq = hkv * draw(st.sampled_from([1, 3]))
+    lk = draw(st.integers(1, 90))
+    lq = draw(st.integers(1, lk))
+    d = draw(st.sampled_from([16, 20, 64]))
+    dtype = draw(st.sampled_from([torch.float32, torch.bfloat16]))
+    q, k, v = (torch.randn(B, h, n, d, generator=gen).to(dtype) for h, n in ((hq, lq), (hkv, lk), (hkv, lk)))
+    bq, bk = draw(st.sampled_from([16, 32])), draw(st.sampled_from([16, 48]))
+    qb, kb = -(-lq // bq), -(-lk // bk)
+    mh = draw(st.sampled_from([1, hkv, hq]))
+    grid = torch.rand(1, mh, qb, kb, generator=gen) < 0.6
+    m = BlockMask.from_dense(grid, q_len=lq, kv_len=lk, block_q=bq, block_k=bk)
+    window = draw(st.sampled_from([0, 0, 5, 40]))
+    args = [q, k, v, m.row_ptr.clone(), m.col_idx.clone(), bq, bk, 1, mh,
+            torch.zeros(B, dtype=torch.int64), torch.full((B,), lk, dtype=torch.int64), True, window,
+            draw(st.sampled_from([0, 2])), 0.125, 0.0, -math.inf]
+    return args
+
+
+@settings(max_examples=EXAMPLES // 3, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(data=st.data())
+def test_attention_op_never_crashes_and_never_lies(data):
+    """flash_attention with corrupted block lists, KV ranges or non-finite q/k/v."""
+    args = _attention_case(data.draw)
+    which = data.draw(st.sampled_from([0, 1, 2, 3, 4, 9, 10]))
+    if which <= 2:  # values: inject NaN / Inf (the NaN rule), or leave them alone
+        t = args[which].clone()
+        flat = t.reshape(-1)
+        flat[data.draw(st.integers(0, flat.numel() - 1))] = data.draw(st.sampled_from([float("nan"), float("inf")]))
+        args[which] = t
+    else:
+        args[which] = _corrupt(args[which], data.draw(st.sampled_from(["bitflip", "random", "extreme"])), data.draw)
+    isa = data.draw(st.sampled_from(sparsecore.available_cpu_isas()))
+    try:
+        with sparsecore.use_cpu_isa(isa):
+            got = torch.ops.sparsecore.flash_attention(*args)[0]
+    except (ValueError, TypeError):
+        OUTCOMES["attention op: clean error"] += 1
+        return
+    want = ref.attention(*args[:15])
+    assert want is not None, f"corrupted argument {which} was accepted silently"
+    out, nan_rows = want
+    g = got.double().numpy()
+    assert np.isnan(g).any(-1)[nan_rows].all() if nan_rows.any() else True, "a NaN-rule row is not NaN"
+    fine = ~nan_rows
+    tol = 2e-5 if got.dtype == torch.float32 else 1.5e-2
+    assert np.isfinite(g[fine]).all() and np.allclose(g[fine], out[fine], atol=tol, rtol=tol), \
+        f"result differs from the reference after corrupting argument {which}"
+    OUTCOMES["attention op: equal to the reference"] += 1
 
 
 @pytest.mark.parametrize("isa", sparsecore.available_cpu_isas())

@@ -350,7 +350,10 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     Returns a :class:`SparsifyReport` (one line per layer: sparsity reached, format chosen,
     measured dense and sparse time at ``config.tune_tokens`` tokens). Activation-sparsity
     configs (:class:`TEALConfig`, :class:`WINAConfig`, :class:`RSparseConfig`) replace the
-    linears by :class:`ActSparseLinear` and return an ``ActivationReport``.
+    linears by :class:`ActSparseLinear` and return an ``ActivationReport``. Attention configs
+    (:class:`StaticAttentionConfig`, :class:`TopKAttentionConfig`, :class:`BLASSTConfig`,
+    :class:`QuestConfig`, or a tuple of them) switch the model's attention to the sparsecore
+    kernel (:func:`sparsecore.attention.sparsify_attention_`) and return the model.
 
     It finishes or leaves the model as it was: every argument and every layer is checked
     and every sparse layer built before the first weight changes; calibrated methods
@@ -359,9 +362,17 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
     KeyboardInterrupt).
     """
     from .activation import ACTIVATION_CONFIGS, sparsify_activations_
+    from .attention.configs import ATTENTION_CONFIGS
 
     if isinstance(config, ACTIVATION_CONFIGS):
         return sparsify_activations_(model, config, filter_fn)
+    attention = config if isinstance(config, tuple) else (config,)
+    if attention and all(type(c).__name__ in ATTENTION_CONFIGS and isinstance(c, ATTENTION_CONFIGS[type(c).__name__])
+                         for c in attention):
+        if filter_fn is not None:
+            raise ValueError("filter_fn selects linears; attention configs take layers= in sparsify_attention_")
+        from .attention import sparsify_attention_
+        return sparsify_attention_(model, *attention)
     if type(config) not in MASK_HANDLERS and type(config) not in CALIBRATED_METHODS:
         known = [c.__name__ for c in (*MASK_HANDLERS, *CALIBRATED_METHODS, *ACTIVATION_CONFIGS)]
         raise TypeError(f"unsupported config {type(config).__name__}; expected one of {', '.join(known)}")

@@ -156,3 +156,52 @@ def merge_plans(plans: list[dict]) -> dict:
                 out[key] = value
     return out
 
+
+
+SPEC_HELP = ("dense | window:W[:SINKS] | topk:KEEP | vslash:KEEP | blasst:A | quest:BUDGET[:PAGE] "
+             "(several joined by '+', e.g. window:1024:4+blasst:1)")
+
+
+def parse_spec(spec: str) -> tuple:
+    """Attention configs from a command-line spec (see ``SPEC_HELP``); ``dense`` gives ()."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"empty attention spec; expected {SPEC_HELP}")
+    configs = []
+    for part in spec.split("+"):
+        name, *values = part.strip().split(":")
+        try:
+            nums = [float(v) for v in values]
+        except ValueError:
+            raise ValueError(f"attention spec {part!r}: values must be numbers ({SPEC_HELP})") from None
+        if any(not math.isfinite(x) for x in nums):
+            raise ValueError(f"attention spec {part!r}: values must be finite")
+
+        def ints(expected: int) -> list[int]:
+            if len(nums) > expected or any(x != int(x) for x in nums):
+                raise ValueError(f"attention spec {part!r}: expected up to {expected} integers")
+            return [int(x) for x in nums]
+
+        def one() -> float:
+            if len(nums) != 1:
+                raise ValueError(f"attention spec {part!r}: expected one value")
+            return nums[0]
+
+        if name == "dense" and not nums:
+            continue
+        if name == "window" and nums:
+            configs.append(StaticAttentionConfig(*ints(2)))
+        elif name == "topk":
+            configs.append(TopKAttentionConfig(keep=one()))
+        elif name == "vslash":
+            configs.append(TopKAttentionConfig(keep=one(), estimator="vertical_slash"))
+        elif name == "blasst":
+            configs.append(BLASSTConfig(a=one()))
+        elif name == "quest" and nums and len(nums) <= 2:
+            budget = nums[0] if nums[0] < 1 else int(nums[0])
+            page = int(nums[1]) if len(nums) == 2 else 16
+            if len(nums) == 2 and nums[1] != page:
+                raise ValueError(f"attention spec {part!r}: the page size must be an integer")
+            configs.append(QuestConfig(page_size=page, budget=budget))
+        else:
+            raise ValueError(f"unknown attention spec {part!r}; expected {SPEC_HELP}")
+    return tuple(configs)

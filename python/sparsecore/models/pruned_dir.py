@@ -95,7 +95,17 @@ def load_pruned(path: str, dtype: torch.dtype = torch.float32):
     config = AutoConfig.from_pretrained(path)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     load_sparse(model, os.path.join(path, WEIGHTS))
-    return model.to(dtype).eval(), AutoTokenizer.from_pretrained(path)
+    model = model.to(dtype).eval()
+    _apply_attention_recipe(model)
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def _apply_attention_recipe(model) -> None:
+    """A saved model keeps its attention recipe (``config.sparsecore_attention``): re-apply it."""
+    recipe = getattr(model.config, "sparsecore_attention", None)
+    if recipe:
+        from ..attention import apply_recipe
+        apply_recipe(model, recipe)
 
 
 def read_recipe(path: str) -> dict:

@@ -28,7 +28,10 @@ def load_model(spec: str = BUNDLED, dtype: torch.dtype = torch.float32):
         from .pruned_dir import is_pruned_dir, load_pruned
         if is_pruned_dir(spec):
             return load_pruned(spec, dtype)
-        return AutoModelForCausalLM.from_pretrained(spec, dtype=dtype).eval(), AutoTokenizer.from_pretrained(spec)
+        from .pruned_dir import _apply_attention_recipe
+        model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype).eval()
+        _apply_attention_recipe(model)
+        return model, AutoTokenizer.from_pretrained(spec)
     raise ValueError(f"model {spec!r} is not 'smollm2', a .gguf file or a directory with config.json")
 
 

@@ -1,0 +1,116 @@
+"""Attention sparsity on a real model and real text: SmolLM2-135M (8k context) with HF's
+SDPA, sparsecore dense, sliding windows + sinks, top-k and vertical-slash block selection,
+BLASST and Quest.
+
+1. Long-context perplexity at 2k / 4k / 8k over held-out Wikipedia joined into long
+   documents (one forward pass per document: the whole context is attended).
+2. Passkey retrieval at lengths where dense SmolLM2 succeeds, 5 depths x seeds.
+3. End-to-end speed: prefill seconds and decode ms/token at the longest length.
+
+Quest only changes decoding (prefill stays dense), so it has no perplexity row; it is judged
+by retrieval and decode speed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ..attention import (BLASSTConfig, QuestCache, QuestConfig, StaticAttentionConfig, TopKAttentionConfig,
+                         sparsify_attention_)
+from ..models.long_context import long_documents, long_perplexity, passkey_accuracy, speed
+from ..models.recipes import load_model
+
+
+def methods(quick: bool) -> dict:
+    """name -> (configs, cache factory); None configs = HF's own SDPA."""
+    m = {
+        "HF SDPA (dense)": (None, None),
+        "sparsecore dense": ((), None),
+        "window 1024 + 4 sinks": ((StaticAttentionConfig(1024, 4),), None),
+        "window 512 + 4 sinks": ((StaticAttentionConfig(512, 4),), None),
+        "top-k 10%": ((TopKAttentionConfig(keep=0.1),), None),
+        "top-k 20%": ((TopKAttentionConfig(keep=0.2),), None),
+        "vertical-slash 5%": ((TopKAttentionConfig(keep=0.05, estimator="vertical_slash"),), None),
+        "BLASST a=1": ((BLASSTConfig(1.0),), None),
+        "BLASST a=10": ((BLASSTConfig(10.0),), None),
+        "BLASST a=100": ((BLASSTConfig(100.0),), None),
+        "Quest 1/8": ((QuestConfig(budget=0.125),), QuestCache),
+        "Quest 1/16": ((QuestConfig(budget=0.0625),), QuestCache),
+    }
+    if quick:
+        for name in ("window 512 + 4 sinks", "top-k 20%", "BLASST a=100", "Quest 1/16"):
+            m.pop(name)
+    return m
+
+
+def apply(model, configs) -> list:
+    """Switch ``model`` to a method; returns the list its attention calls append stats to."""
+    stats: list = []
+    if configs is None:
+        model.set_attn_implementation("sdpa")
+        return stats
+    sparsify_attention_(model, *configs)
+    for mod in model.modules():
+        if hasattr(mod, "sparsecore_attention"):
+            mod.sparsecore_stats = stats
+    return stats
+
+
+def skipped_fraction(stats: list) -> float | None:
+    computed = sum(s.tiles_computed for s in stats)
+    skipped = sum(s.tiles_skipped for s in stats)
+    return skipped / (computed + skipped) if computed + skipped and skipped else None
+
+
+def main(args) -> int:
+    torch.manual_seed(0)
+    model, tok = load_model()
+    lengths = [2048, 4096] if args.quick else [2048, 4096, 8192]
+    docs_per_length = 1 if args.quick else 2
+    pk_lengths = [1024, 2048] if args.quick else [1024, 2048, 3072]
+    depths = [0.0, 0.5, 1.0] if args.quick else [0.0, 0.25, 0.5, 0.75, 1.0]
+    seeds = [0, 1] if args.quick else [0, 1, 2, 3]
+    results = {"perplexity": {}, "passkey": {}, "speed": {}, "skipped": {}}
+    docs = {length: long_documents(tok, length, docs_per_length) for length in lengths}
+    all_methods = methods(args.quick)
+    for name, (configs, cache) in all_methods.items():
+        stats = apply(model, configs)
+        if cache is None:
+            results["perplexity"][name] = {l: long_perplexity(model, docs[l]) for l in lengths}
+            results["skipped"][name] = skipped_fraction(stats)
+        results["passkey"][name] = passkey_accuracy(model, tok, pk_lengths, depths, seeds, cache_factory=cache)
+        results["speed"][name] = speed(model, docs[lengths[-1]][0].unsqueeze(0), cache_factory=cache)
+        print(f"  {name}: ppl {results['perplexity'].get(name)}, passkey {results['passkey'][name]}, "
+              f"speed {results['speed'][name]}", flush=True)
+    print_tables(results, lengths, pk_lengths, len(depths) * len(seeds))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+def print_tables(results: dict, lengths, pk_lengths, trials: int) -> None:
+    ppl, pk, sp = results["perplexity"], results["passkey"], results["speed"]
+    ref = ppl["HF SDPA (dense)"]
+    print("\nSmolLM2-135M fp32, held-out Wikipedia joined into long documents; perplexity (change vs HF SDPA dense)\n")
+    print("| method | " + " | ".join(f"ppl {l // 1024}k" for l in lengths) + " | BLASST skipped |")
+    print("|---|" + "---|" * (len(lengths) + 1))
+    for name, row in ppl.items():
+        cells = " | ".join(f"{row[l]:.2f} ({(row[l] / ref[l] - 1) * 100:+.1f}%)" for l in lengths)
+        sk = results["skipped"].get(name)
+        print(f"| {name} | {cells} | {f'{sk:.0%}' if sk is not None else '-'} |")
+    print(f"\npasskey retrieval ({trials} prompts per length: depths x seeds), exact matches\n")
+    print("| method | " + " | ".join(f"{l // 1024}k" if l % 1024 == 0 else str(l) for l in pk_lengths) + " |")
+    print("|---|" + "---|" * len(pk_lengths))
+    for name, row in pk.items():
+        print(f"| {name} | " + " | ".join(f"{row[l]:.0%}" for l in pk_lengths) + " |")
+    longest = lengths[-1]
+    base = sp["HF SDPA (dense)"]
+    print(f"\nend to end at {longest} tokens of context (batch 1, 2 threads): prefill of the document, then decode\n")
+    print("| method | prefill s | vs HF SDPA | decode ms/token | vs HF SDPA |")
+    print("|---|---|---|---|---|")
+    for name, row in sp.items():
+        print(f"| {name} | {row['prefill_s']:.1f} | {base['prefill_s'] / row['prefill_s']:.2f}x | "
+              f"{row['decode_s'] * 1e3:.1f} | {base['decode_s'] / row['decode_s']:.2f}x |")

@@ -1,0 +1,92 @@
+"""Long-context evaluation on real text: long documents, perplexity per length, passkey
+retrieval, and end-to-end prefill / decode speed of a model under an attention recipe.
+
+Documents are held-out Wikipedia leads (the eval split of :mod:`.real_data`) joined into
+streams of the requested length. The passkey test hides "The pass key is NNNNN. Remember
+it." at a depth of filler made of that text and asks for it at the end (greedy decoding).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import torch
+
+from .perplexity import perplexity
+from .recipes import token_stream
+
+QUESTION = " What is the pass key? The pass key is"
+
+
+def long_documents(tokenizer, length: int, count: int) -> list[torch.Tensor]:
+    """``count`` disjoint documents of ``length`` tokens of held-out text."""
+    ids = token_stream(tokenizer, "eval", length * count)
+    if ids.numel() < length * count:
+        raise ValueError(f"the held-out text has {ids.numel()} tokens, asked for {count} x {length}")
+    return [ids[i * length:(i + 1) * length] for i in range(count)]
+
+
+def long_perplexity(model, documents: list[torch.Tensor]) -> float:
+    """Perplexity over whole documents (one forward pass each: the full context is attended)."""
+    import math
+
+    nll, n = 0.0, 0
+    for doc in documents:
+        ppl = perplexity(model, doc, window=doc.numel(), max_tokens=None)
+        nll += math.log(ppl) * (doc.numel() - 1)
+        n += doc.numel() - 1
+    return math.exp(nll / n)
+
+
+def passkey_prompt(tokenizer, filler: torch.Tensor, length: int, depth: float, seed: int) -> tuple[torch.Tensor, str]:
+    """A prompt of about ``length`` tokens with the needle at ``depth`` (0..1) and the question last."""
+    key = f"{random.Random(seed).randint(10000, 99999)}"
+    needle = tokenizer(f" The pass key is {key}. Remember it. ", return_tensors="pt").input_ids[0]
+    question = tokenizer(QUESTION, return_tensors="pt").input_ids[0]
+    n_fill = length - needle.numel() - question.numel()
+    if n_fill < 1 or filler.numel() < n_fill:
+        raise ValueError(f"cannot build a {length}-token passkey prompt from {filler.numel()} filler tokens")
+    offset = (seed * 7919) % max(1, filler.numel() - n_fill)
+    fill = filler[offset:offset + n_fill]
+    at = int(round(depth * n_fill))
+    return torch.cat([fill[:at], needle, fill[at:], question]).unsqueeze(0), key
+
+
+def passkey_accuracy(model, tokenizer, lengths, depths, seeds, *, cache_factory=None,
+                     new_tokens: int = 8) -> dict[int, float]:
+    """Fraction of exact retrievals per length over depths x seeds (greedy decoding)."""
+    filler = token_stream(tokenizer, "eval", 4 * max(lengths) + 4096)[4096:]  # past the perplexity documents
+    out = {}
+    for length in lengths:
+        hits = 0
+        for depth in depths:
+            for seed in seeds:
+                ids, key = passkey_prompt(tokenizer, filler, length, depth, seed)
+                kwargs = {"past_key_values": cache_factory()} if cache_factory else {}
+                with torch.no_grad():
+                    gen = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                                         do_sample=False, pad_token_id=tokenizer.eos_token_id, **kwargs)
+                hits += key in tokenizer.decode(gen[0, ids.shape[1]:])
+        out[length] = hits / (len(depths) * len(seeds))
+    return out
+
+
+def speed(model, prompt: torch.Tensor, *, new_tokens: int = 16, cache_factory=None) -> dict:
+    """Prefill seconds of ``prompt`` and decode seconds per token after it (median of the steps)."""
+    with torch.no_grad():
+        cache = cache_factory() if cache_factory else None
+        t0 = time.perf_counter()
+        out = model(prompt, use_cache=True, past_key_values=cache)
+        prefill = time.perf_counter() - t0
+        cache = out.past_key_values
+        token = out.logits[:, -1:].argmax(-1)
+        steps = []
+        for _ in range(new_tokens):
+            t0 = time.perf_counter()
+            out = model(token, use_cache=True, past_key_values=cache)
+            steps.append(time.perf_counter() - t0)
+            cache = out.past_key_values
+            token = out.logits[:, -1:].argmax(-1)
+    steps.sort()
+    return {"prefill_s": prefill, "decode_s": steps[len(steps) // 2]}
