@@ -444,3 +444,42 @@ def test_hf_bad_usage():
     am[0, 5] = 0  # a hole in the middle: not left/right padding
     with pytest.raises(ValueError, match="padding"), torch.no_grad():
         sp(ids, attention_mask=am)
+
+
+def test_cli_spec_parser():
+    from sparsecore.attention.configs import parse_spec
+    assert parse_spec("dense") == ()
+    assert parse_spec("window:1024:4+blasst:1") == (StaticAttentionConfig(1024, 4), BLASSTConfig(1.0))
+    assert parse_spec("quest:0.125") == (QuestConfig(budget=0.125),)
+    assert parse_spec("quest:512:32") == (QuestConfig(page_size=32, budget=512),)
+    assert parse_spec("vslash:0.05")[0].estimator == "vertical_slash"
+    for bad in ("", "window", "window:x", "topk:2", "blasst:nan", "foo:1", "window:10.5", "quest:0.1:17",
+                "quest:0.1:16.5"):
+        with pytest.raises(ValueError):
+            parse_spec(bad)
+
+
+def test_sparsify_accepts_attention_configs_and_saved_recipes_come_back(tmp_path):
+    model = tiny_llama()
+    ids = torch.randint(0, 96, (1, 100))
+    out = sparsecore.sparsify_(copy.deepcopy(model), StaticAttentionConfig(window=32, sinks=2))
+    with torch.no_grad():
+        want = out(ids).logits
+    both = sparsecore.sparsify_(copy.deepcopy(model), (StaticAttentionConfig(window=32, sinks=2), BLASSTConfig(0)))
+    with torch.no_grad():
+        assert torch.equal(both(ids).logits, want)
+    with pytest.raises(TypeError):
+        sparsecore.sparsify_(copy.deepcopy(model), ("window",))
+    # A saved config carries the recipe; loading re-applies it.
+    out.save_pretrained(tmp_path)
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    from sparsecore.models.pruned_dir import _apply_attention_recipe
+    _apply_attention_recipe(loaded)
+    with torch.no_grad():
+        assert torch.allclose(loaded(ids).logits, want, atol=1e-5)
+
+
+def test_eval_cli_rejects_bad_attention_spec():
+    from sparsecore.cli import main
+    with pytest.raises(SystemExit, match="attention"):
+        main(["eval", "--attention", "window:-3", "--no-speed"])

@@ -107,7 +107,31 @@ def check_cli(capsys):
     assert "error: --eval-tokens must be >= 1" in capsys.readouterr().err
 
 
+def check_attention():
+    from sparsecore.attention import BlockMask, flash_attention
+
+    q, k, v = torch.rand(1, 4, 8, 16), torch.rand(1, 2, 8, 16), torch.rand(1, 2, 8, 16)
+    raises_naming(ValueError, "not a multiple of 3 KV heads",
+                  lambda: flash_attention(q, torch.rand(1, 3, 8, 16), torch.rand(1, 3, 8, 16)))
+    raises_naming(ValueError, "more queries", lambda: flash_attention(torch.rand(1, 4, 9, 16), k, v))
+    raises_naming(ValueError, "window", lambda: flash_attention(q, k, v, window=-1))
+    raises_naming(ValueError, "KV range", lambda: flash_attention(q, k, v, kv_start=[2], kv_end=[9]))
+    raises_naming(ValueError, "block_mask is for", lambda: flash_attention(q, k, v, block_mask=BlockMask.causal(16, 16)))
+    raises_naming(TypeError, "dtype", lambda: flash_attention(q.double(), k, v))
+    m = BlockMask.causal(8, 8, block_q=16, block_k=16)
+    raises_naming(ValueError, "outside", lambda: torch.ops.sparsecore.flash_attention(
+        q, k, v, m.row_ptr, torch.tensor([3], dtype=torch.int32), 16, 16, 1, 1, None, None, True, 0, 0, 0.25, 0.0,
+        float("-inf")))
+    q2 = q.clone()
+    q2[0, 0, 3, 0] = float("nan")
+    out, lse = flash_attention(q2, k, v, return_lse=True)
+    assert torch.isnan(out[0, 0, 3]).all() and torch.isnan(lse[0, 0, 3]) and torch.isfinite(out[0, 1]).all()
+    out, lse = flash_attention(q, k, v, kv_start=[7], kv_end=[8], return_lse=True)
+    assert out[0, :, :7].abs().sum() == 0 and torch.isneginf(lse[0, :, :7]).all()
+
+
 CHECKS = {
+    "attention": check_attention,
     "shapes": check_shapes, "dtypes": check_dtypes, "devices": check_devices, "indices": check_indices,
     "values": check_values, "nan rule": check_nan_rule, "files": check_files, "models": check_models,
     "directories": check_directories, "cli": check_cli,

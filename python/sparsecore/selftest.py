@@ -1,6 +1,6 @@
 """python -m sparsecore.selftest: every compiled kernel against an independent float64 reference.
 
-Runs the CPU kernels (CSR, BSR, N:M, activation-sparse) on every ISA path this CPU can
+Runs the CPU kernels (CSR, BSR, N:M, activation-sparse, flash attention) on every ISA path this CPU can
 execute and, when a GPU is visible, the CUDA kernels; prints a pass/fail table and exits non-zero on any failure. With
 ``--bench`` it also times the GPU kernels against dense torch (cuBLAS) on the GPU.
 """
@@ -153,6 +153,47 @@ def _robustness_cases(device: str):
     yield f"act 70000 rows {device}", many_rows
 
 
+def _attention_cases(device: str):
+    """(name, check() -> True when it holds): flash attention against float64 (CPU kernels;
+    the CUDA attention kernels are not part of this release)."""
+    if device != "cpu":
+        return
+    import math
+
+    from .attention import BlockMask, flash_attention
+
+    gen = torch.Generator().manual_seed(11)
+    tol = {torch.float32: 2e-5, torch.bfloat16: 1.5e-2, torch.float16: 2e-3}
+    for hq, hkv, lq, lk, d, kwargs in [(4, 2, 1, 300, 64, {}), (3, 1, 65, 130, 96, {"window": 40, "sinks": 4}),
+                                       (2, 2, 33, 33, 128, {"softcap": 20.0}), (8, 1, 16, 200, 256, {})]:
+        for dtype in _VALUE_DTYPES:
+            q = torch.randn(1, hq, lq, d, generator=gen).to(dtype)
+            k = torch.randn(1, hkv, lk, d, generator=gen).to(dtype)
+            v = torch.randn(1, hkv, lk, d, generator=gen).to(dtype)
+
+            def check(q=q, k=k, v=v, kwargs=kwargs, dtype=dtype, hq=hq, hkv=hkv, lq=lq, lk=lk, d=d):
+                qd, kd, vd = (t.double() for t in (q, k, v))
+                kd, vd = kd.repeat_interleave(hq // hkv, 1), vd.repeat_interleave(hq // hkv, 1)
+                s = qd @ kd.transpose(-1, -2) / math.sqrt(d)
+                if kwargs.get("softcap"):
+                    s = kwargs["softcap"] * torch.tanh(s / kwargs["softcap"])
+                pos = torch.arange(lq)[:, None] + lk - lq
+                j = torch.arange(lk)[None, :]
+                vis = j <= pos
+                if kwargs.get("window"):
+                    vis &= (pos - j < kwargs["window"]) | (j < kwargs["sinks"])
+                want = torch.softmax(s.masked_fill(~vis, -math.inf), -1) @ vd
+                got = flash_attention(q, k, v, **kwargs).double()
+                return bool(((got - want).abs() / (1 + want.abs())).max() <= tol[dtype])
+
+            yield f"attention {hq}/{hkv} lq={lq} lk={lk} d={d} {str(dtype)[6:]} {kwargs or ''}", check
+    q, k, v = (torch.randn(1, 2, 128, 64, generator=gen) for _ in range(3))
+    mask = BlockMask.from_dense(torch.tensor([[True, False], [False, True]]), q_len=128, kv_len=128)
+    yield "attention block mask", lambda: bool(torch.allclose(
+        flash_attention(q, k, v, block_mask=mask)[:, :, 64:],
+        flash_attention(q[:, :, 64:], k[:, :, 64:], v[:, :, 64:]), atol=1e-5))
+
+
 def _check(device: str, isa: str | None, rows_out: list) -> bool:
     ok = True
     failures = 0
@@ -177,7 +218,7 @@ def _check(device: str, isa: str | None, rows_out: list) -> bool:
             failures += 1
             ok = False
             print(f"  FAIL {device} {isa or ''} {name}: max error {err}")
-    for name, check in _robustness_cases(device):
+    for name, check in [*_robustness_cases(device), *_attention_cases(device)]:
         count += 1
         try:
             passed = check()

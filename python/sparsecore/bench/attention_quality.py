@@ -17,51 +17,9 @@ import json
 
 import torch
 
-from ..attention import (BLASSTConfig, QuestCache, QuestConfig, StaticAttentionConfig, TopKAttentionConfig,
-                         sparsify_attention_)
-from ..models.long_context import long_documents, long_perplexity, passkey_accuracy, speed
+from ..models.long_context import apply_method, attention_methods, long_documents, long_perplexity, passkey_accuracy, \
+    skipped_fraction, speed
 from ..models.recipes import load_model
-
-
-def methods(quick: bool) -> dict:
-    """name -> (configs, cache factory); None configs = HF's own SDPA."""
-    m = {
-        "HF SDPA (dense)": (None, None),
-        "sparsecore dense": ((), None),
-        "window 1024 + 4 sinks": ((StaticAttentionConfig(1024, 4),), None),
-        "window 512 + 4 sinks": ((StaticAttentionConfig(512, 4),), None),
-        "top-k 10%": ((TopKAttentionConfig(keep=0.1),), None),
-        "top-k 20%": ((TopKAttentionConfig(keep=0.2),), None),
-        "vertical-slash 5%": ((TopKAttentionConfig(keep=0.05, estimator="vertical_slash"),), None),
-        "BLASST a=1": ((BLASSTConfig(1.0),), None),
-        "BLASST a=10": ((BLASSTConfig(10.0),), None),
-        "BLASST a=100": ((BLASSTConfig(100.0),), None),
-        "Quest 1/8": ((QuestConfig(budget=0.125),), QuestCache),
-        "Quest 1/16": ((QuestConfig(budget=0.0625),), QuestCache),
-    }
-    if quick:
-        for name in ("window 512 + 4 sinks", "top-k 20%", "BLASST a=100", "Quest 1/16"):
-            m.pop(name)
-    return m
-
-
-def apply(model, configs) -> list:
-    """Switch ``model`` to a method; returns the list its attention calls append stats to."""
-    stats: list = []
-    if configs is None:
-        model.set_attn_implementation("sdpa")
-        return stats
-    sparsify_attention_(model, *configs)
-    for mod in model.modules():
-        if hasattr(mod, "sparsecore_attention"):
-            mod.sparsecore_stats = stats
-    return stats
-
-
-def skipped_fraction(stats: list) -> float | None:
-    computed = sum(s.tiles_computed for s in stats)
-    skipped = sum(s.tiles_skipped for s in stats)
-    return skipped / (computed + skipped) if computed + skipped and skipped else None
 
 
 def main(args) -> int:
@@ -74,9 +32,9 @@ def main(args) -> int:
     seeds = [0, 1] if args.quick else [0, 1, 2, 3]
     results = {"perplexity": {}, "passkey": {}, "speed": {}, "skipped": {}}
     docs = {length: long_documents(tok, length, docs_per_length) for length in lengths}
-    all_methods = methods(args.quick)
+    all_methods = attention_methods(args.quick)
     for name, (configs, cache) in all_methods.items():
-        stats = apply(model, configs)
+        stats = apply_method(model, configs)
         if cache is None:
             results["perplexity"][name] = {l: long_perplexity(model, docs[l]) for l in lengths}
             results["skipped"][name] = skipped_fraction(stats)

@@ -24,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--activation", choices=["teal", "wina", "rsparse", "none"], default="teal",
                    help="also run activation sparsity on the dense model (default teal, greedy allocation)")
     p.add_argument("--activation-sparsity", type=float, default=0.5, help="its model-wide target (default 0.5)")
+    p.add_argument("--long-context", type=int, default=4096,
+                   help="context length of the sparse-attention section (default 4096, --quick 2048; 0 skips it)")
     p.add_argument("--out-dir", default="demo-report", help="where report.md, results.json, tradeoff.png go")
     p.add_argument("--quick", action="store_true", help="small slices: 8 x 256 calibration, 2048 eval tokens")
     p.set_defaults(fn=run)
@@ -36,6 +38,7 @@ def run(args) -> int:
     if args.quick:
         args.calib_seqs, args.calib_len = min(args.calib_seqs, 8), min(args.calib_len, 256)
         args.eval_tokens, args.decode_tokens = min(args.eval_tokens, 2048), min(args.decode_tokens, 16)
+        args.long_context = min(args.long_context, 2048)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in METHODS:
@@ -47,6 +50,8 @@ def run(args) -> int:
                    window=args.window, prompt_tokens=args.prompt_tokens, decode_tokens=args.decode_tokens)
     if not 0.0 <= args.activation_sparsity < 1.0:
         raise ValueError(f"--activation-sparsity must be in [0, 1), got {args.activation_sparsity}")
+    if args.long_context < 0 or 0 < args.long_context < 1024 or args.long_context > 8192:
+        raise ValueError(f"--long-context must be 0 (skip) or 1024..8192 (SmolLM2's context), got {args.long_context}")
     if args.llama7b_layers < 0:
         raise ValueError(f"--llama7b-layers must be >= 0, got {args.llama7b_layers}")
     set_threads(args.threads)
@@ -54,6 +59,7 @@ def run(args) -> int:
                             calib_seqs=args.calib_seqs, calib_len=args.calib_len, eval_tokens=args.eval_tokens,
                             window=args.window, prompt_tokens=args.prompt_tokens, decode_tokens=args.decode_tokens,
                             llama7b_layers=args.llama7b_layers, activation=args.activation,
-                            activation_sparsity=args.activation_sparsity, out_dir=args.out_dir)
+                            activation_sparsity=args.activation_sparsity, long_context=args.long_context,
+                            quick=args.quick, out_dir=args.out_dir)
     run_demo(settings)
     return 0

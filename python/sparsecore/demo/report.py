@@ -86,6 +86,12 @@ def write_report(results: dict, out_dir: str) -> str:
     if results["llama7b"]:
         parts += ["## Decode on Llama-7B-shaped layers (random weights, magnitude pruning)", "",
                   llama7b_table(results["llama7b"]), ""]
+    if results.get("long_context"):
+        from .long_context import long_context_table
+        parts += ["## Long context: sparse attention on SmolLM2 (dense weights)", "",
+                  "Perplexity of one held-out document of that length; passkey: exact retrievals over depths x "
+                  "seeds; prefill of the document, then greedy decode (median step).", "",
+                  long_context_table(results["long_context"]), ""]
     plot(results, os.path.join(out_dir, "tradeoff.png"))
     parts += ["![sparsity vs perplexity vs speed](tradeoff.png)", ""]
     text = "\n".join(parts)

@@ -29,6 +29,8 @@ class DemoSettings:
     llama7b_layers: int = 2
     activation: str = "teal"        # activation sparsity row(s): "teal", "wina", "rsparse" or "none"
     activation_sparsity: float = 0.5
+    long_context: int = 4096        # tokens of the long-context attention section (0 skips it)
+    quick: bool = False
     out_dir: str = "demo-report"
     rows: list[dict] = field(default_factory=list)
 
@@ -154,6 +156,9 @@ def run_demo(s: DemoSettings) -> dict:
                "machine": {"threads": torch.get_num_threads(), "cpu_isa": sparsecore.cpu_isa()},
                "smollm2": _smollm2_rows(s)}
     results["llama7b"] = llama7b_rows(s.llama7b_layers, s.prompt_tokens, s.decode_tokens) if s.llama7b_layers else []
+    if s.long_context:
+        from .long_context import long_context_rows
+        results["long_context"] = long_context_rows(s.long_context, s.quick, s.decode_tokens)
     results["seconds"] = time.perf_counter() - t0
     with open(os.path.join(s.out_dir, "results.json"), "w", encoding="utf-8") as fh:
         json.dump(results, fh, indent=2)
