@@ -483,3 +483,41 @@ def test_eval_cli_rejects_bad_attention_spec():
     from sparsecore.cli import main
     with pytest.raises(SystemExit, match="attention"):
         main(["eval", "--attention", "window:-3", "--no-speed"])
+
+
+@pytest.mark.parametrize("family", ["Gemma2", "Gemma3"])
+def test_hf_gemma_sliding_layers_and_softcap_match_eager(family):
+    """Gemma-2 (logit soft-cap + sliding layers) and Gemma-3 (per-layer sliding/global) keep their layouts."""
+    C = getattr(transformers, f"{family}TextConfig", None) or getattr(transformers, f"{family}Config")
+    kw = dict(vocab_size=96, hidden_size=128, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=64, sliding_window=48, max_position_embeddings=1024)
+    if family == "Gemma3":
+        kw["layer_types"] = ["sliding_attention"] * 3 + ["full_attention"]
+    cfg = C(**kw)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = getattr(transformers, f"{family}ForCausalLM")(cfg).eval()
+    ids = torch.randint(0, 96, (1, 150))
+    ours = sparsify_attention_(copy.deepcopy(model))
+    with torch.no_grad():
+        assert (model(ids).logits - ours(ids).logits).abs().max() < 1e-4
+    assert torch.equal(model.generate(ids[:, :60], max_new_tokens=6, do_sample=False),
+                       ours.generate(ids[:, :60], max_new_tokens=6, do_sample=False))
+
+
+def test_streaming_cache_is_bounded_and_exact():
+    model = tiny_llama()
+    cfg = StaticAttentionConfig(window=40, sinks=4)
+    sp = sparsify_attention_(copy.deepcopy(model), cfg)
+    ids = torch.randint(0, 96, (1, 100))
+    unbounded = sp.generate(ids, max_new_tokens=30, do_sample=False)
+    cache = cfg.make_cache()
+    bounded = sp.generate(ids, max_new_tokens=30, do_sample=False, past_key_values=cache)
+    assert torch.equal(bounded, unbounded)
+    assert cache.layers[0].keys.shape[2] == 4 + 40 - 1 and cache.get_seq_length() == 129
+    with pytest.raises(ValueError, match="window"):
+        sparsecore.attention.StreamingCache(0)
+    am = torch.ones(1, 100, dtype=torch.long)
+    am[0, :3] = 0
+    with pytest.raises(ValueError, match="padding"):
+        sp.generate(ids, attention_mask=am, max_new_tokens=2, do_sample=False, past_key_values=cfg.make_cache())

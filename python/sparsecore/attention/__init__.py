@@ -14,6 +14,7 @@ from .hf import apply_recipe, sparsify_attention_
 from .mask import BlockMask
 from .quest import PageBounds, QuestCache, page_scores, quest_block_mask
 from .select import topk_blocks, vertical_slash_blocks
+from .streaming import StreamingCache
 
 __all__ = [
     "flash_attention",
@@ -23,6 +24,7 @@ __all__ = [
     "vertical_slash_blocks",
     "PageBounds",
     "QuestCache",
+    "StreamingCache",
     "page_scores",
     "quest_block_mask",
     "StaticAttentionConfig",

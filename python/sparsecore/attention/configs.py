@@ -25,7 +25,8 @@ class StaticAttentionConfig:
     """A causal sliding window of ``window`` keys plus ``sinks`` attention sinks (StreamingLLM).
 
     Layers that already have a sliding window of their own (Gemma-3's local layers) keep the
-    smaller of the two."""
+    smaller of the two. ``make_cache()`` gives the KV cache that evicts what no later query
+    can see (at most ``sinks + window - 1`` tokens)."""
 
     window: int = 1024
     sinks: int = 4
@@ -36,6 +37,11 @@ class StaticAttentionConfig:
 
     def plan(self, q, k, layer_idx: int) -> dict:
         return {"window": self.window, "sinks": self.sinks}
+
+    def make_cache(self):
+        """The bounded KV cache for generation (:class:`~sparsecore.attention.StreamingCache`)."""
+        from .streaming import StreamingCache
+        return StreamingCache(self.window, self.sinks)
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,11 @@ class QuestConfig:
         if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) or not self.budget > 0:
             raise ValueError(f"budget must be > 0 (keys, or a fraction < 1), got {self.budget!r}")
         _positive_int("dense_layers", self.dense_layers, 0)
+
+    def make_cache(self):
+        """The KV cache that keeps the page bounds up to date (:class:`~sparsecore.attention.QuestCache`)."""
+        from .quest import QuestCache
+        return QuestCache(page_size=self.page_size)
 
     def budget_keys(self, kv_len: int) -> int:
         return int(self.budget * kv_len) if self.budget < 1 else int(self.budget)

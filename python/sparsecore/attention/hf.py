@@ -53,6 +53,9 @@ def attention_forward(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
         raise ValueError("sparsecore attention does not return attention weights (output_attentions=True)")
     B, _, lq, _ = query.shape
     lk = key.shape[2]
+    if attention_mask is not None and getattr(key, "_sparsecore_streaming", False):
+        raise ValueError("a StreamingCache cannot follow a padding mask (its evicted cache no longer lines up with "
+                         "the mask): generate without padding, one sequence per batch row of equal length")
     kv_start, kv_end = _padding_ranges(attention_mask, B, lk)
     causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
     configs = getattr(module, "sparsecore_attention", ())
