@@ -521,3 +521,39 @@ def test_streaming_cache_is_bounded_and_exact():
     am[0, :3] = 0
     with pytest.raises(ValueError, match="padding"):
         sp.generate(ids, attention_mask=am, max_new_tokens=2, do_sample=False, past_key_values=cfg.make_cache())
+
+
+def test_calibrate_blasst_picks_the_largest_safe_a():
+    from sparsecore.attention import calibrate_blasst
+    model = tiny_llama()
+    docs = [torch.randint(0, 96, (300,)) for _ in range(2)]
+    tol = 1e-4
+    config, rows = calibrate_blasst(model, docs, max_ppl_increase=tol, candidates=(1e6, 0.01, 300.0))
+    assert rows[0]["a"] == 0 and rows[0]["skipped"] == 0
+    assert [r["a"] for r in rows[1:]] == sorted(r["a"] for r in rows[1:])
+    dense = rows[0]["ppl"]
+    ok = [r["a"] for r in rows[1:] if r["ppl"] <= dense * (1 + tol)]
+    # The choice is the last candidate within the limit before the first one over it.
+    first_bad = next((r["a"] for r in rows[1:] if r["ppl"] > dense * (1 + tol)), None)
+    expected = max([a for a in ok if first_bad is None or a < first_bad], default=0.0)
+    assert config.a == expected
+    assert any(getattr(m, "sparsecore_attention", ()) == (config,) for m in model.modules())
+    with pytest.raises(ValueError):
+        calibrate_blasst(model, [torch.ones(1, dtype=torch.long)])
+
+
+def test_attention_composes_with_weight_and_activation_sparsity():
+    model = tiny_llama()
+    ids = torch.randint(0, 96, (1, 120))
+    pruned = copy.deepcopy(model)
+    sparsecore.sparsify_(pruned, sparsecore.MagnitudeConfig(sparsity=0.5))
+    with torch.no_grad():
+        want = pruned(ids).logits
+    both = sparsify_attention_(copy.deepcopy(pruned))
+    with torch.no_grad():
+        assert (both(ids).logits - want).abs().max() < 1e-4  # dense-equivalent attention on the pruned model
+    sparsecore.sparsify_(both, sparsecore.TEALConfig(sparsity=0.3, calibration=[{"input_ids": ids}]))
+    sparsify_attention_(both, StaticAttentionConfig(window=64, sinks=4))
+    with torch.no_grad():
+        assert torch.isfinite(both(ids).logits).all()
+    assert torch.equal(both.generate(ids[:, :40], max_new_tokens=4, do_sample=False)[:, :40], ids[:, :40])

@@ -7,6 +7,7 @@ q block computes; the configs are recipes for whole models, applied with
 :func:`sparsify_attention_`.
 """
 
+from .calibrate import calibrate_blasst
 from .configs import (BLASSTConfig, QuestConfig, StaticAttentionConfig, TopKAttentionConfig, config_from_dict,
                       config_to_dict)
 from .functional import AttentionStats, flash_attention
@@ -30,6 +31,7 @@ __all__ = [
     "StaticAttentionConfig",
     "TopKAttentionConfig",
     "BLASSTConfig",
+    "calibrate_blasst",
     "QuestConfig",
     "sparsify_attention_",
     "apply_recipe",
