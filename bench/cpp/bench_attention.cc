@@ -12,24 +12,14 @@
 #include <vector>
 
 #include "sparsecore/attention.h"
+#include "bench_timing.h"
 #include "sparsecore/cpu_isa.h"
 
 using namespace sparsecore;
 
 namespace {
 
-template <typename F>
-double median_seconds(F&& f, int reps) {
-  std::vector<double> t;
-  f();  // warm-up
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+using bench::median_seconds;
 
 AttnTensor tensor(std::vector<uint16_t>& buf, DType dt, int64_t h, int64_t l, int64_t d, std::mt19937& rng) {
   const int64_t n = h * l * d * (dt == DType::kFloat32 ? 2 : 1);

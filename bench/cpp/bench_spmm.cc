@@ -11,6 +11,7 @@
 
 #include "../../csrc/reference/spmm_reference.h"
 #include "../../tests/cpp/random_sparse.h"
+#include "bench_timing.h"
 #include "sparsecore/cpu_isa.h"
 #include "sparsecore/act.h"
 #include "sparsecore/nm.h"
@@ -21,18 +22,7 @@ using namespace sparsecore::testing;
 
 namespace {
 
-template <typename F>
-double median_seconds(F&& f, int reps) {
-  std::vector<double> t;
-  f();  // warm-up
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+using bench::median_seconds;
 
 bool run(int64_t m, int64_t k, int64_t n, double density, DType vt, bool smoke) {
   OwnedCsr a = random_csr(m, k, density, DType::kBFloat16, 42);

@@ -4,7 +4,7 @@ python -m sparsecore.bench activation [--quick] [--no-decode] [--json PATH]
 python -m sparsecore.bench activation-quality [--targets 0.3,0.4,0.5,0.6] [--json PATH]
 python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eval-tokens T] [--json PATH]
 python -m sparsecore.bench attention [--quick] [--no-flex] [--json PATH]
-python -m sparsecore.bench attention-quality [--quick] [--json PATH]"""
+python -m sparsecore.bench attention-quality [--quick] [--lengths 2048,4096,8192] [--json PATH]"""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     at.set_defaults(module="attention")
     aq2 = sub.add_parser("attention-quality", help="SmolLM2 long-context perplexity and passkey retrieval: dense vs "
                                                    "each attention method; end-to-end prefill/decode speed")
-    aq2.add_argument("--quick", action="store_true", help="2k and 4k only, fewer documents and seeds")
+    aq2.add_argument("--quick", action="store_true", help="2k and 4k, fewer methods and prompts")
+    aq2.add_argument("--lengths", help="comma-separated perplexity lengths (default 2048,4096,8192)")
     aq2.add_argument("--json", help="also write the results as JSON here")
     aq2.set_defaults(module="attention_quality")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

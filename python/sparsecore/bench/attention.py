@@ -77,6 +77,9 @@ def _flex(q, k, v, kind: str, window: int = 0, sinks: int = 0):
         return ok
 
     try:
+        # A fresh compile per shape: past dynamo's recompile limit flex_attention silently
+        # falls back to an unfused eager path that materialises the scores.
+        torch._dynamo.reset()
         t0 = time.perf_counter()
         bm = create_block_mask(mask_mod, None, None, l, l, device="cpu")
         fn = torch.compile(flex_attention)

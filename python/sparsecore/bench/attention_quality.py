@@ -30,7 +30,10 @@ SPEED_METHODS = ("HF SDPA (dense)", "sparsecore dense", "window 1024 + 4 sinks",
 def main(args) -> int:
     torch.manual_seed(0)
     model, tok = load_model()
-    lengths = [2048, 4096] if args.quick else [2048, 4096, 8192]
+    lengths = ([int(x) for x in args.lengths.split(",")] if args.lengths
+               else [2048, 4096] if args.quick else [2048, 4096, 8192])
+    if any(not 16 < l <= 8192 for l in lengths):
+        raise SystemExit(f"error: --lengths must be in (16, 8192] (SmolLM2's context), got {args.lengths}")
     docs_per_length = 1
     pk_lengths = [1024, 2048]
     depths = [0.0, 0.5, 1.0] if args.quick else [0.0, 0.25, 0.5, 0.75, 1.0]
