@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    "each attention method; end-to-end prefill/decode speed")
     aq2.add_argument("--quick", action="store_true", help="2k and 4k, fewer methods and prompts")
     aq2.add_argument("--lengths", help="comma-separated perplexity lengths (default 2048,4096,8192)")
+    aq2.add_argument("--no-speed", action="store_true", help="skip the end-to-end speed table")
     aq2.add_argument("--json", help="also write the results as JSON here")
     aq2.set_defaults(module="attention_quality")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -47,7 +47,7 @@ def main(args) -> int:
             results["perplexity"][name] = {l: long_perplexity(model, docs[l]) for l in lengths}
             results["skipped"][name] = skipped_fraction(stats)
         results["passkey"][name] = passkey_accuracy(model, tok, pk_lengths, depths, seeds, cache_factory=cache)
-        if name in SPEED_METHODS:
+        if name in SPEED_METHODS and not args.no_speed:
             results["speed"][name] = speed(model, docs[lengths[-1]][0].unsqueeze(0), cache_factory=cache)
         print(f"  {name}: ppl {results['perplexity'].get(name)}, passkey {results['passkey'][name]}, "
               f"speed {results['speed'].get(name)}", flush=True)
@@ -73,6 +73,8 @@ def print_tables(results: dict, lengths, pk_lengths, trials: int) -> None:
     print("|---|" + "---|" * len(pk_lengths))
     for name, row in pk.items():
         print(f"| {name} | " + " | ".join(f"{row[l]:.0%}" for l in pk_lengths) + " |")
+    if not sp:
+        return
     longest = lengths[-1]
     base = sp["HF SDPA (dense)"]
     print(f"\nend to end at {longest} tokens of context (batch 1, 2 threads): prefill of the document, then decode\n")
