@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../common/dense_pack.h"
 #include "../common/isa_pick.h"
 #include "../common/run_parts.h"
 #include "../thread_pool.h"
@@ -26,13 +27,6 @@ bool tensor_ok(const AttnTensor& t) {
   if (t.batch < 0 || t.heads < 0 || t.len < 0 || t.dim < 1 || t.dim > kAttnMaxDim) return false;
   if (t.stride_b < 0 || t.stride_h < 0 || t.stride_l < 0) return false;
   return t.batch * t.heads * t.len == 0 || t.data != nullptr;
-}
-
-float* thread_scratch(int64_t floats) {
-  static thread_local std::vector<float> buffer;
-  if (int64_t(buffer.size()) < floats + 16) buffer.resize(size_t(floats + 16));
-  const uintptr_t raw = reinterpret_cast<uintptr_t>(buffer.data());
-  return buffer.data() + (((raw + 63) & ~uintptr_t(63)) - raw) / sizeof(float);
 }
 
 Status check_args(const AttnTensor& q, const AttnTensor& k, const AttnTensor& v, const AttnTensor& out,
@@ -206,7 +200,7 @@ Status flash_attention_cpu(const AttnTensor& q, const AttnTensor& k, const AttnT
       task_stats.assign(size_t(tasks), AttnStats{});
       Status s = cpu::run_parts(tasks, tasks > 1 && threads > 1, [&](int64_t t) {
         const cpu::AttnRows w = task_rows(t);
-        return fn(a, w, thread_scratch(scratch_floats), nullptr, &task_stats[size_t(t)]);
+        return fn(a, w, cpu::thread_scratch(scratch_floats), nullptr, &task_stats[size_t(t)]);
       });
       if (s != Status::kOk) return s;
     } else {
@@ -223,7 +217,7 @@ Status flash_attention_cpu(const AttnTensor& q, const AttnTensor& k, const AttnT
         w.e0 = e0, w.e1 = e1;
         const int64_t off = i * prow;
         cpu::AttnPartial part{po.data() + off * q.dim, pm.data() + off, pl.data() + off, pp.data() + off};
-        return fn(a, w, thread_scratch(scratch_floats), &part, &task_stats[size_t(i)]);
+        return fn(a, w, cpu::thread_scratch(scratch_floats), &part, &task_stats[size_t(i)]);
       });
       if (s != Status::kOk) return s;
       s = cpu::parallel_for(tasks, [&](int64_t t) {

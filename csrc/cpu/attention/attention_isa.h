@@ -52,8 +52,8 @@ struct AttnPartial {
 // Floats of one chunk of rc rows: Q^T and O^T (dim x rc each), seven state
 // arrays of rc and six bounds, rounded to 64 bytes.
 static inline int64_t attn_chunk_floats(int64_t dim, int64_t rc) { return ((2 * dim + 7) * rc + 6 + 15) / 16 * 16; }
-// Floats of scratch a task of `rows` q rows needs on any path (the caller
-// aligns it to 64 bytes): the chunks, then K, V, scores and two flag arrays
+// Floats of scratch a task of `rows` q rows needs on any path (the thread's
+// scratch; the kernels load unaligned): the chunks, then K, V, scores and two flag arrays
 // of one tile.
 static inline int64_t attn_scratch_floats(int64_t rows, int64_t dim) {
   // chunks * rc < rows + 32 on every path, and there are at most rows / 4 + 1 chunks.
