@@ -2,8 +2,8 @@
 # The whole GPU check, for a machine with an NVIDIA GPU (sm_80 or newer) whose Python
 # already has torch, nvcc (>= 12.5), cmake, ninja, pybind11, scikit-build-core and pytest
 # (nothing is installed): build for the local GPU's architecture only against that torch,
-# then run the CUDA ctests, every GPU pytest test, `python -m sparsecore.selftest` and its
-# `--bench`. Everything is written to $OUT (default: gpu-check/) and summarised at the
+# then run the CUDA ctests, every GPU pytest test, `python -m sparsecore.selftest` and the
+# GPU benchmark (`python -m sparsecore.bench gpu`). Everything is written to $OUT (default: gpu-check/) and summarised at the
 # end; exits non-zero if any step failed. Every GPU kernel family adds itself here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +28,7 @@ step build $PY -m pip install --no-build-isolation --no-deps -v \
 step ctest-cuda ctest --test-dir build/gpu-check --output-on-failure -L cuda
 step pytest-gpu bash -c "cd tests && $PY -m pytest -q -p no:cacheprovider -rs test_cuda.py test_nm.py test_activation.py -k 'cuda or gpu'"
 step selftest $PY -m sparsecore.selftest
-step selftest-bench $PY -m sparsecore.selftest --bench
+step bench-gpu $PY -m sparsecore.bench gpu --json "$OUT/bench-gpu.json"
 echo "== summary (logs in $OUT)"
 grep -hE "passed|failed|PASS|FAIL|tests passed" "$OUT"/*.log | tail -n 30
 exit $status

@@ -71,6 +71,35 @@ def test_cuda_nm_fallback_decompresses_once(gen):
     assert torch.equal(y1.cpu(), (x.cpu().double() @ w.double().T).float())
 
 
+@pytest.mark.parametrize("vdtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("xdtype", [torch.bfloat16, torch.float16])
+def test_cuda_nm_fallback_accumulates_in_fp32(vdtype, xdtype, gen):
+    """Found on an H200: the fallback ran cuBLAS in bf16, whose split-K partial sums are
+    rounded to bf16 (torch's default), 0.25 off an exactly representable result. 40 rows
+    cannot use the tensor cores; k = 1104 makes cuBLAS split k."""
+    w = (torch.randint(-8, 9, (40, 1104), generator=gen).float() / 8)
+    w = w * sparsecore.formats.nm.select_nm_mask(torch.rand(40, 1104, generator=gen), 2, 4)
+    x = torch.randint(-8, 9, (70, 1104), generator=gen).float() / 4
+    a = sparsecore.NM.from_dense(w, dtype=vdtype).to("cuda")
+    assert not a.runs_on_tensor_cores(xdtype)
+    want = (x.to(xdtype).double() @ w.to(vdtype).double().T).to(xdtype)
+    assert torch.equal(sparsecore.sparse_linear(x.to("cuda", xdtype), a).cpu(), want)
+    assert torch.equal(sparsecore.spmm(a, x.to("cuda", xdtype).T).cpu(), want.T)
+
+
+def test_cuda_nm_fallback_nan_rule(gen):
+    """Found on an H200: the fp32 fallback gave Inf (not NaN) for a row of x holding Inf."""
+    w = random_sparse(64, 128, 1.0, gen) * sparsecore.formats.nm.select_nm_mask(torch.rand(64, 128, generator=gen), 2, 4)
+    a = sparsecore.NM.from_dense(w).to("cuda")
+    x = torch.ones(20, 128, device="cuda")
+    x[3, 7] = float("inf")
+    x[11, 0] = float("nan")
+    y = sparsecore.sparse_linear(x, a).cpu()
+    assert torch.isnan(y[[3, 11]]).all() and torch.isfinite(y[[i for i in range(20) if i not in (3, 11)]]).all()
+    y = sparsecore.spmm(a, x.T).cpu()
+    assert torch.isnan(y[:, [3, 11]]).all()
+
+
 def test_cuda_act_weight_sparse_layer_runs_the_kernel(gen):
     from sparsecore.activation import ActSparseLinear
 

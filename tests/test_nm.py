@@ -10,7 +10,7 @@ import sparsecore
 from sparsecore import NM
 from sparsecore.formats.nm import select_nm_mask
 from sparsecore.nn import SparseLinear
-from conftest import random_dense
+from conftest import random_dense, random_sparse
 
 PATTERNS = [(2, 4), (4, 8), (1, 4), (1, 2)]
 
@@ -235,3 +235,24 @@ def test_cuda_fallback_and_opcheck(gen):
     assert b.tensor_cores
     args = (b.values, b.bitmap, b.mma_meta, 2, 4, 64)
     torch.library.opcheck(torch.ops.sparsecore.nm_mm, (*args, random_dense((5, 64), gen).bfloat16().cuda(), None, True))
+
+
+def test_dense_fallback_contract_on_cpu(gen):
+    """The CUDA dense fallback's math (fp32 accumulation, NaN rule, bias, both forms) checked
+    where it can run here: on CPU tensors against float64."""
+    from sparsecore.ops.nm import dense_fallback
+
+    w = random_sparse(9, 33, 0.5, gen)
+    x = random_dense((2, 5, 33), gen).to(torch.bfloat16)
+    x[1, 2, 4] = float("inf")
+    bias = random_dense((9,), gen)
+    y = dense_fallback(x, w, bias, True)
+    want = (x.double() @ w.double().T + bias.double()).to(torch.bfloat16)
+    assert y.dtype == torch.bfloat16 and torch.isnan(y[1, 2]).all()
+    keep = torch.ones(2, 5, dtype=torch.bool)
+    keep[1, 2] = False
+    assert torch.equal(y[keep], want[keep])
+    b = random_dense((33, 4), gen)
+    b[0, 3] = float("nan")
+    y = dense_fallback(b, w, None, False)
+    assert torch.isnan(y[:, 3]).all() and torch.equal(y[:, :3], (w.double() @ b[:, :3].double()).float())

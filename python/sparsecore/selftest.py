@@ -233,73 +233,6 @@ def _check(device: str, isa: str | None, rows_out: list) -> bool:
     return ok
 
 
-def _bench_gpu() -> None:
-    print("\nGPU timing (median of 50, CUDA events): sparsecore CSR vs dense torch (cuBLAS)")
-    print(f"{'shape':>16} {'n':>5} {'sparsity':>8} {'dtype':>9} {'dense ms':>9} {'csr ms':>9} {'speedup':>8}")
-    gen = torch.Generator().manual_seed(1)
-    for rows, cols in [(4096, 4096), (11008, 4096)]:
-        for n in (1, 64):
-            for sparsity in (0.5, 0.9):
-                for dtype in (torch.float16, torch.float32):
-                    w = _random_sparse(rows, cols, 1 - sparsity, gen).to("cuda", dtype)
-                    x = torch.randn(n, cols, generator=gen).to("cuda", dtype)
-                    a = CSR.from_dense(w)
-                    t_dense = _time_cuda(lambda: torch.nn.functional.linear(x, w))
-                    t_sparse = _time_cuda(lambda: sparse_linear(x, a))
-                    print(f"{rows:>7}x{cols:<8} {n:>5} {sparsity:>8.0%} {str(dtype)[6:]:>9} "
-                          f"{t_dense:>9.3f} {t_sparse:>9.3f} {t_dense / t_sparse:>7.2f}x")
-
-
-def _bench_gpu_nm() -> None:
-    print("\nGPU timing: sparsecore 2:4 on sparse tensor cores (mma.sp) vs dense torch (cuBLAS), same dtype")
-    print(f"{'shape':>16} {'n':>5} {'dtype':>9} {'dense ms':>9} {'2:4 ms':>9} {'speedup':>8}")
-    gen = torch.Generator().manual_seed(2)
-    for rows, cols in [(4096, 4096), (11008, 4096), (4096, 11008)]:
-        for n in (1, 16, 256, 2048):
-            for dtype in (torch.float16, torch.bfloat16):
-                w = torch.randn(rows, cols, generator=gen)
-                a = NM.from_dense(w, scores="magnitude", dtype=dtype).to("cuda")
-                wd = a.to_dense()
-                x = torch.randn(n, cols, generator=gen).to("cuda", dtype)
-                t_dense = _time_cuda(lambda: torch.nn.functional.linear(x, wd))
-                t_sparse = _time_cuda(lambda: sparse_linear(x, a))
-                print(f"{rows:>7}x{cols:<8} {n:>5} {str(dtype)[6:]:>9} {t_dense:>9.3f} {t_sparse:>9.3f} "
-                      f"{t_dense / t_sparse:>7.2f}x")
-
-
-def _bench_gpu_act() -> None:
-    from .activation import act_sparse_linear, pack_weight
-
-    print("\nGPU timing: sparsecore activation-sparse linear (50% of inputs dropped) vs dense torch (cuBLAS)")
-    print(f"{'shape':>16} {'n':>5} {'dtype':>9} {'dense ms':>9} {'act ms':>9} {'speedup':>8}")
-    gen = torch.Generator().manual_seed(4)
-    for rows, cols in [(4096, 4096), (11008, 4096), (4096, 11008)]:
-        for n in (1, 4, 16):
-            for dtype in (torch.float16, torch.bfloat16):
-                w = torch.randn(rows, cols, generator=gen).to("cuda", dtype)
-                packed = pack_weight(w)
-                x = torch.randn(n, cols, generator=gen).to("cuda", dtype)
-                t_dense = _time_cuda(lambda: torch.nn.functional.linear(x, w))
-                t_act = _time_cuda(lambda: act_sparse_linear(x, packed, rows, 0.6745))  # median of |N(0,1)|
-                print(f"{rows:>7}x{cols:<8} {n:>5} {str(dtype)[6:]:>9} {t_dense:>9.3f} {t_act:>9.3f} "
-                      f"{t_dense / t_act:>7.2f}x")
-
-
-def _time_cuda(fn, reps: int = 50) -> float:
-    for _ in range(5):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
-    return times[len(times) // 2]
-
-
 def run(bench: bool = False) -> int:
     d = info()
     print(f"sparsecore {d['version']} selftest: CPU paths {d['cpu_isa_available']}, "
@@ -321,9 +254,9 @@ def run(bench: bool = False) -> int:
                   else "no GPU is visible" if d["cuda_devices"] == 0 else "torch has no CUDA support")
         print(f"cuda   -             not run: {reason}")
     if bench and gpu:
-        _bench_gpu()
-        _bench_gpu_nm()
-        _bench_gpu_act()
+        from .bench.gpu import run as bench_gpu
+
+        bench_gpu()
     print("\nselftest", "PASSED" if ok else "FAILED")
     return 0 if ok else 1
 

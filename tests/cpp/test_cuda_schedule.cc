@@ -47,5 +47,16 @@ int main() {
         }
     for (int64_t c = 0; c < n; ++c) CHECK(seen[size_t(c)] == 1, "column %lld of %lld covered %d times", (long long)c, (long long)n, seen[size_t(c)]);
   }
+  // Output columns -> (tile, lane) of the multi-column GEMV, and when it runs.
+  for (int64_t n : {2, 7, 8, 9, 16, 17, 64}) {
+    std::vector<int> seen(size_t(n), 0);
+    for (int64_t t = 0; t < csr_gemv_n_tiles(n); ++t)
+      for (int j = 0; j < Cfg::kGemvCols; ++j)
+        if (t * Cfg::kGemvCols + j < n) ++seen[size_t(t * Cfg::kGemvCols + j)];
+    for (int64_t c = 0; c < n; ++c) CHECK(seen[size_t(c)] == 1, "gemv_n column %lld of %lld covered %d times", (long long)c, (long long)n, seen[size_t(c)]);
+  }
+  CHECK(!csr_use_gemv_n(1, 1) && csr_use_gemv_n(2, 64) && csr_use_gemv_n(16, 64) && !csr_use_gemv_n(17, 64),
+        "gemv_n for 2..16 columns of a row-major B");
+  CHECK(csr_use_gemv_n(64, 1) && !csr_use_gemv_n(65, 1), "gemv_n up to 64 k-contiguous columns");
   return sparsecore::testing::finish("test_cuda_schedule");
 }

@@ -118,10 +118,7 @@ Status act_linear_cuda(const ActWeightView& w, const ActSelect& sel, const Matri
   // One allocation: the fp32 partial sums, then one poison flag per row.
   char* work = nullptr;
   const size_t work_bytes = size_t(total) * sizeof(float), bytes = work_bytes + size_t(y.rows) * sizeof(int);
-  if (cudaMallocAsync(reinterpret_cast<void**>(&work), bytes, stream) != cudaSuccess) {
-    cuda::cuda_status(cudaGetLastError(), "cudaMallocAsync");
-    return Status::kOutOfMemory;
-  }
+  if (Status s = cuda::scratch_alloc(reinterpret_cast<void**>(&work), bytes, stream); s != Status::kOk) return s;
   float* partial = reinterpret_cast<float*>(work);
   int* poisoned = reinterpret_cast<int*>(work + work_bytes);
   Status status = cuda::cuda_status(cudaMemsetAsync(work, 0, bytes, stream), "cudaMemsetAsync");

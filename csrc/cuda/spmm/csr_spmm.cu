@@ -1,5 +1,7 @@
 // CUDA CSR SpMM: one warp per output row. GEMV (n == 1): lanes split the
-// row's nonzeros and reduce with shuffles. SpMM: the warp stages 32 nonzeros
+// row's nonzeros and reduce with shuffles; the multi-column GEMV does the same
+// for 8 columns of B at a time (small n, or x @ W.T whose B = x^T has
+// k-contiguous columns; csr_use_gemv_n). SpMM: the warp stages 32 nonzeros
 // at a time in registers and broadcasts them with shuffles; each lane owns 4
 // output columns and reads B with float4 loads when B is fp32 and contiguous.
 // Contents are never trusted for addressing: a row's range is clamped into
@@ -94,6 +96,44 @@ __global__ void __launch_bounds__(Cfg::kThreads) csr_gemv_kernel(Args a) {
 }
 
 template <DType VT, IndexType IT>
+__global__ void __launch_bounds__(Cfg::kThreads) csr_gemv_n_kernel(Args a) {
+  using VS = typename DeviceValue<VT>::Storage;
+  using IS = typename DeviceIndex<IT>::Storage;
+  constexpr int kCols = Cfg::kGemvCols;
+  const int lane = threadIdx.x % Cfg::kWarpSize;
+  const int64_t row = csr_row_of_warp(blockIdx.x, threadIdx.x / Cfg::kWarpSize, Cfg::kWarpsPerBlock);
+  if (row >= a.rows) return;
+  const VS* vals = static_cast<const VS*>(a.values);
+  const IS* idx = static_cast<const IS*>(a.col_idx);
+  const int64_t j0 = int64_t(blockIdx.y) * kCols;
+  const int cols = int(a.b.cols - j0 < kCols ? a.b.cols - j0 : kCols);
+  int64_t p0, p1;
+  row_range(a, row, &p0, &p1);
+  float acc[kCols];
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) acc[j] = 0.f;
+  const int64_t steps = csr_gemv_steps(p0, p1);
+  for (int64_t s = 0; s < steps; ++s) {
+    const int64_t p = csr_gemv_element(p0, p1, lane, s);
+    if (p < 0) continue;
+    const uint64_t col = uint64_t(int64_t(__ldg(idx + p)));
+    if (col >= uint64_t(a.b.rows)) continue;
+    const float v = DeviceValue<VT>::to_float(vals[p]);
+    const int64_t off = int64_t(col) * a.b.row_stride + j0 * a.b.col_stride;
+#pragma unroll
+    for (int j = 0; j < kCols; ++j)
+      if (j < cols) acc[j] += v * load_as_float(a.b.data, off + j * a.b.col_stride, a.b.dtype);
+  }
+  const float bias = bias_of(a, row);
+#pragma unroll
+  for (int j = 0; j < kCols; ++j) {
+    const float sum = warp_sum(acc[j]);
+    if (lane == j && j < cols) store_from_float(a.c.data, row * a.c.row_stride + (j0 + j) * a.c.col_stride, a.c.dtype,
+                                               sum + bias);
+  }
+}
+
+template <DType VT, IndexType IT>
 __global__ void __launch_bounds__(Cfg::kThreads) csr_spmm_kernel(Args a) {
   using VS = typename DeviceValue<VT>::Storage;
   using IS = typename DeviceIndex<IT>::Storage;
@@ -154,6 +194,9 @@ cudaError_t launch(const Args& args, cudaStream_t stream) {
   const int64_t grid_rows = csr_grid_rows(args.rows, Cfg::kWarpsPerBlock);
   if (args.b.cols == 1) {
     csr_gemv_kernel<VT, IT><<<dim3(unsigned(grid_rows)), block, 0, stream>>>(args);
+  } else if (csr_use_gemv_n(args.b.cols, args.b.row_stride)) {
+    csr_gemv_n_kernel<VT, IT><<<dim3(unsigned(grid_rows), unsigned(csr_gemv_n_tiles(args.b.cols))), block, 0, stream>>>(
+        args);
   } else {
     const int64_t tiles = csr_grid_col_tiles(args.b.cols);
     if (tiles > 65535) return cudaErrorInvalidConfiguration;

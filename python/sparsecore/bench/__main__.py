@@ -4,7 +4,8 @@ python -m sparsecore.bench activation [--quick] [--no-decode] [--json PATH]
 python -m sparsecore.bench activation-quality [--targets 0.3,0.4,0.5,0.6] [--json PATH]
 python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eval-tokens T] [--json PATH]
 python -m sparsecore.bench attention [--quick] [--no-flex] [--json PATH]
-python -m sparsecore.bench attention-quality [--quick] [--lengths 2048,4096,8192] [--json PATH]"""
+python -m sparsecore.bench attention-quality [--quick] [--lengths 2048,4096,8192] [--json PATH]
+python -m sparsecore.bench gpu [--quick] [--no-profile] [--json PATH]"""
 
 from __future__ import annotations
 
@@ -61,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     aq2.add_argument("--no-speed", action="store_true", help="skip the end-to-end speed table")
     aq2.add_argument("--json", help="also write the results as JSON here")
     aq2.set_defaults(module="attention_quality")
+    g = sub.add_parser("gpu", help="CUDA kernels (CSR, 2:4, activation-sparse) vs cuBLAS: queued and lone-call "
+                                   "times, GB/s, per-kernel GPU time")
+    g.add_argument("--quick", action="store_true", help="one shape, fewer N")
+    g.add_argument("--no-profile", action="store_true", help="skip the per-kernel torch.profiler table")
+    g.add_argument("--json", help="also write the results as JSON here")
+    g.set_defaults(module="gpu")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     import importlib
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..formats import BSR, CSR, NM
+from .nm import dense_fallback
 
 
 def _op_args(a):
@@ -54,7 +55,7 @@ def spmm(a, b: torch.Tensor, *, out: torch.Tensor | None = None) -> torch.Tensor
     vector = b.dim() == 1
     b2 = b.unsqueeze(1) if vector else b
     if isinstance(a, NM) and a.device.type == "cuda" and not a.runs_on_tensor_cores(b.dtype):
-        result = a.dense_for(b.dtype) @ b2
+        result = dense_fallback(b2, a.dense_for(torch.float32), None, False)
         if out is None:
             return result.squeeze(1) if vector else result
         _check_dense(out, "out", a)
@@ -90,8 +91,8 @@ def sparse_linear(x: torch.Tensor, weight, bias: torch.Tensor | None = None, *,
     if bias is not None:
         _check_dense(bias, "bias", weight)
     if isinstance(weight, NM) and weight.device.type == "cuda" and not weight.runs_on_tensor_cores(x.dtype):
-        # cuBLAS on the dense form, decompressed once per dtype and kept (NM.dense_for).
-        result = torch.nn.functional.linear(x, weight.dense_for(x.dtype), None if bias is None else bias.to(x.dtype))
+        # cuBLAS on the dense form, decompressed once (fp32) and kept (NM.dense_for).
+        result = dense_fallback(x, weight.dense_for(torch.float32), bias, True)
         if out is None:
             return result
         _check_dense(out, "out", weight)

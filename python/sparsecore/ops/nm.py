@@ -72,9 +72,22 @@ def _nm_run_cuda(values, bitmap, mma_meta, n_cols, dense, bias, linear, out, ops
         return
     # The raw op has no place to keep a decompressed weight: it decompresses on every call.
     # sparsecore.NM objects keep the dense form once (NM.dense_for) and never come here.
-    w = nm_to_dense(values, bitmap, n_cols).to(dense.dtype)
-    b = None if bias is None else bias.to(dense.dtype)
-    out.copy_(torch.nn.functional.linear(dense, w, b) if linear else w @ dense)
+    out.copy_(dense_fallback(dense, nm_to_dense(values, bitmap, n_cols).float(), bias, linear))
+
+
+def dense_fallback(dense: torch.Tensor, w32: torch.Tensor, bias, linear: bool) -> torch.Tensor:
+    """``x @ W.T + bias`` (``linear``) or ``W @ B`` on cuBLAS with the kernels' contract: fp32
+    inputs and accumulation (a bf16/fp16 cuBLAS GEMM may reduce split-K partial sums in
+    half precision, torch's default), the NaN rule (a non-finite row of x, column of B, gives
+    a NaN row, column, even where W is zero), the result in ``dense``'s dtype."""
+    x32 = dense.float()
+    if linear:
+        y = torch.nn.functional.linear(x32, w32, None if bias is None else bias.float())
+        bad = ~torch.isfinite(x32).all(dim=-1, keepdim=True)
+    else:
+        y = w32 @ x32
+        bad = ~torch.isfinite(x32).all(dim=0, keepdim=True)
+    return y.masked_fill(bad, float("nan")).to(dense.dtype)
 
 
 def _nm_rows(args) -> int:
