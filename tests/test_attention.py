@@ -263,6 +263,63 @@ def test_quest_bound_really_bounds(gen):
         assert (per_page <= bound + 1e-4).all()
 
 
+def quest_reference(q, kmin, kmax):
+    """float64 Quest bound: max over the group's rows of sum_d max(q kmin, q kmax)."""
+    B, hq, lq, d = q.shape
+    hkv = kmin.shape[1]
+    qg = q.double().reshape(B, hkv, hq // hkv * lq, 1, d)
+    lo, hi = kmin.double()[:, :, None], kmax.double()[:, :, None]  # [B, Hkv, 1, pages, D]
+    return torch.maximum(qg * lo, qg * hi).sum(-1).amax(2)
+
+
+@pytest.mark.parametrize("qdtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("bdtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("hq,hkv,lq,d,pages", [(4, 4, 1, 64, 7), (9, 3, 1, 20, 300), (8, 1, 3, 128, 513),
+                                              (6, 2, 2, 72, 1)])
+def test_quest_scores_native_against_float64(qdtype, bdtype, hq, hkv, lq, d, pages, isa, gen):
+    """The native scoring kernel on every ISA path: any q/bounds dtypes, GQA 1/3/8, Lq > 1,
+    head dims with a tail, page counts past one task (256 pages), strided q."""
+    q = rand(2, lq, hq, d, dtype=qdtype, gen=gen).transpose(1, 2)  # HF's [B, L, H, D] memory layout
+    lo = rand(2, hkv, pages, d, gen=gen)
+    kmin, kmax = lo.to(bdtype), (lo + rand(2, hkv, pages, d, gen=gen).abs()).to(bdtype)
+    got = torch.ops.sparsecore.quest_page_scores(q, kmin, kmax)
+    want = quest_reference(q, kmin, kmax)
+    assert got.dtype == torch.float32 and got.shape == (2, hkv, pages)
+    # fp32 sums of d products of inputs of at most 2^-7 relative error each: rounding only.
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-4 * d ** 0.5)
+
+
+def test_quest_scores_opcheck_and_bad_input(gen):
+    q, lo = rand(1, 6, 2, 32, gen=gen), rand(1, 3, 5, 32, gen=gen)
+    torch.library.opcheck(torch.ops.sparsecore.quest_page_scores, (q, lo, lo + 1))
+    with pytest.raises(ValueError, match="multiple of 4 KV heads"):
+        torch.ops.sparsecore.quest_page_scores(q, rand(1, 4, 5, 32, gen=gen), rand(1, 4, 5, 32, gen=gen))
+    with pytest.raises(ValueError, match="kmin and kmax must match"):
+        torch.ops.sparsecore.quest_page_scores(q, lo, rand(1, 3, 6, 32, gen=gen))
+    with pytest.raises(ValueError, match="do not match q"):
+        torch.ops.sparsecore.quest_page_scores(q, rand(1, 3, 5, 16, gen=gen), rand(1, 3, 5, 16, gen=gen))
+    with pytest.raises(TypeError, match="int64"):
+        torch.ops.sparsecore.quest_page_scores(q, lo.long(), lo.long())
+    with pytest.raises(ValueError, match="4-D"):
+        torch.ops.sparsecore.quest_page_scores(q[0], lo, lo)
+    empty = torch.ops.sparsecore.quest_page_scores(q[:, :, :0], lo, lo)  # no q row bounds nothing
+    assert (empty == -math.inf).all()
+
+
+def test_quest_bounds_keep_the_cache_dtype_and_grow_in_place(gen):
+    """bf16 keys give bf16 bounds (exact: min and max of bf16 values); appending one token
+    writes one page and keeps the storage until it must double."""
+    k = rand(1, 2, 40, 16, dtype=torch.bfloat16, gen=gen)
+    b = PageBounds(16).update(k[:, :, :33])
+    assert b.kmin.dtype == torch.bfloat16 and b.pages == 3
+    storage = b._min
+    b.update(k[:, :, :40])
+    assert b._min is storage and torch.equal(b.kmax[:, :, 2], k[:, :, 32:40].amax(2))
+    long = rand(1, 2, 16 * 65, 16, dtype=torch.bfloat16, gen=gen)
+    b.update(torch.cat([k, long[:, :, 40:]], 2))
+    assert b._min.shape[2] == 128 and torch.equal(b.kmin[:, :, :2], k[:, :, :32].reshape(1, 2, 2, 16, 16).amin(3))
+
+
 def test_quest_bounds_incremental_equals_full(gen):
     k = rand(1, 2, 100, 16, gen=gen)
     inc = PageBounds(16)

@@ -99,10 +99,31 @@ std::pair<int64_t, int64_t> flash_attention(const Tensor4Tuple& q_t, const Tenso
   return {stats.tiles_computed, stats.tiles_skipped};
 }
 
+void quest_page_scores(const Tensor4Tuple& q_t, const Tensor4Tuple& kmin_t, const Tensor4Tuple& kmax_t,
+                       uintptr_t scores) {
+  const AttnTensor q = to_tensor(q_t, "q"), kmin = to_tensor(kmin_t, "kmin"), kmax = to_tensor(kmax_t, "kmax");
+  if (kmin.batch != q.batch || kmax.batch != q.batch) value_error("quest_page_scores: q and the bounds differ in batch size");
+  if (kmin.heads != kmax.heads || kmin.len != kmax.len || kmin.dim != kmax.dim)
+    value_error("quest_page_scores: kmin and kmax differ in shape");
+  if (kmin.dim != q.dim) value_error("quest_page_scores: q and the bounds differ in head dim");
+  if (kmin.dtype != kmax.dtype) value_error("quest_page_scores: kmin and kmax differ in dtype");
+  if (q.heads > 0 && (kmin.heads == 0 || q.heads % kmin.heads != 0))
+    value_error("quest_page_scores: " + std::to_string(q.heads) + " q heads are not a multiple of " +
+                std::to_string(kmin.heads) + " KV heads");
+  if (q.batch * kmin.heads * kmin.len > 0 && scores == 0) value_error("quest_page_scores: null scores");
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = quest_page_scores_cpu(q, kmin, kmax, reinterpret_cast<float*>(scores));
+  }
+  check_status(s, "quest_page_scores");
+}
+
 }  // namespace
 
 void register_attention(py::module_& m) {
   m.def("flash_attention", &flash_attention);
+  m.def("quest_page_scores", &quest_page_scores);
   m.attr("ATTN_MAX_DIM") = kAttnMaxDim;
 }
 

@@ -3,7 +3,8 @@
 // the three dtypes, GQA ratios, head dims with and without vector tails, odd
 // q and KV lengths, causal offsets, windows with sinks, per-batch KV ranges,
 // soft-capping, block lists (per head and shared), split-KV decode, the
-// log-sum-exp output, empty rows, non-finite inputs and the bad-input statuses.
+// log-sum-exp output, empty rows, non-finite inputs, the bad-input statuses
+// and Quest's page scores.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -337,11 +338,67 @@ void test_bad_input() {
   CHECK(flash_attention_cpu(q, k2, v2, o, opt, &m2, nullptr) == Status::kInvalidIndex, "unsorted blocks");
 }
 
+// Quest page scores against float64: every dtype pair, GQA, Lq > 1, a head
+// dim with a vector tail, pages past one task, HF's interleaved q layout.
+void test_quest(std::mt19937& rng) {
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  struct QCase { int64_t hq, hkv, lq, d, pages; };
+  for (const QCase& c : {QCase{4, 4, 1, 64, 3}, QCase{9, 3, 1, 20, 300}, QCase{8, 2, 3, 128, 257}})
+    for (DType qt : {DType::kFloat32, DType::kBFloat16, DType::kFloat16})
+      for (DType bt : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
+        Tensor4 q(2, c.hq, c.lq, c.d, qt, true), lo(2, c.hkv, c.pages, c.d, bt, false), hi(2, c.hkv, c.pages, c.d, bt, false);
+        for (int64_t b = 0; b < 2; ++b)
+          for (int64_t h = 0; h < c.hq; ++h)
+            for (int64_t l = 0; l < c.lq; ++l)
+              for (int64_t d = 0; d < c.d; ++d) q.set(b, h, l, d, u(rng));
+        for (int64_t b = 0; b < 2; ++b)
+          for (int64_t h = 0; h < c.hkv; ++h)
+            for (int64_t p = 0; p < c.pages; ++p)
+              for (int64_t d = 0; d < c.d; ++d) {
+                const float a = u(rng);
+                lo.set(b, h, p, d, a);
+                hi.set(b, h, p, d, a + std::fabs(u(rng)));
+              }
+        std::vector<float> got(size_t(2 * c.hkv * c.pages), 0.f);
+        CHECK(quest_page_scores_cpu(q.view(), lo.view(), hi.view(), got.data()) == Status::kOk, "quest status");
+        double worst = 0;
+        const int64_t group = c.hq / c.hkv;
+        for (int64_t b = 0; b < 2; ++b)
+          for (int64_t h = 0; h < c.hkv; ++h)
+            for (int64_t p = 0; p < c.pages; ++p) {
+              double best = -INFINITY;
+              for (int64_t g = 0; g < group * c.lq; ++g) {
+                double sum = 0;
+                for (int64_t d = 0; d < c.d; ++d) {
+                  const double x = q.at(b, h * group + g / c.lq, g % c.lq, d);
+                  sum += std::max(x * lo.at(b, h, p, d), x * hi.at(b, h, p, d));
+                }
+                best = std::max(best, sum);
+              }
+              worst = std::max(worst, std::fabs(best - got[size_t((b * c.hkv + h) * c.pages + p)]));
+            }
+        CHECK(worst < 1e-4 * c.d, "quest hq=%lld d=%lld pages=%lld: error %g", (long long)c.hq, (long long)c.d,
+              (long long)c.pages, worst);
+      }
+  std::vector<float> qb, lb;
+  AttnTensor q = make(qb, 1, 4, 1, 16), b3 = make(lb, 1, 3, 5, 16);
+  float out[15];
+  CHECK(quest_page_scores_cpu(q, b3, b3, out) == Status::kInvalidArgument, "quest: 4 q heads over 3 KV heads");
+  AttnTensor b2 = b3;
+  b2.heads = 2, b2.dim = 8;
+  CHECK(quest_page_scores_cpu(q, b2, b2, out) == Status::kInvalidArgument, "quest: head dims differ");
+  b2.dim = 16;
+  CHECK(quest_page_scores_cpu(q, b2, b2, nullptr) == Status::kInvalidArgument, "quest: null scores");
+}
+
 }  // namespace
 
 int main() {
   std::mt19937 rng(11);
-  const int paths = on_every_isa([&](CpuIsa) { test_cases(rng, false); });
+  const int paths = on_every_isa([&](CpuIsa) {
+    test_cases(rng, false);
+    test_quest(rng);
+  });
   for (CpuIsa isa : {CpuIsa::kScalar, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Simde}) {
     if (!cpu_isa_set(isa)) continue;
     cpu_set_num_threads(4);  // split-KV needs several threads

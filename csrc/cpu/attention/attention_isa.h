@@ -62,11 +62,18 @@ static inline int64_t attn_scratch_floats(int64_t rows, int64_t dim) {
   return (rows + rc_max) * (2 * dim + 7) + (rows / 4 + 1) * 21 + kAttnTileK * (2 * dim + rc_max + 2) + 5 * 16;
 }
 
-// Runs one task; writes out/lse (part == null) or the partial results.
-// Returns false when a block index is out of range or the list not ascending.
+// Floats of scratch quest_scores needs: q+ and q- of the group's rows, and a flag per row.
+static inline int64_t quest_scratch_floats(int64_t rows, int64_t dim) { return rows * (2 * dim + 1); }
+
+// attn_rows runs one task; writes out/lse (part == null) or the partial
+// results. Returns false when a block index is out of range or the list not
+// ascending. quest_scores writes out[p] for pages [p0, p1) of batch b, KV head
+// h (see quest_page_scores_cpu).
 #define SPARSECORE_DECLARE_ATTN_ISA(ns)                                                                      \
   namespace ns {                                                                                             \
   bool attn_rows(const AttnArgs& a, const AttnRows& w, float* scratch, const AttnPartial* part, AttnStats* st); \
+  void quest_scores(const AttnTensor& q, const AttnTensor& kmin, const AttnTensor& kmax, int64_t b, int64_t h, \
+                    int64_t p0, int64_t p1, float* scratch, float* out);                                      \
   }
 
 SPARSECORE_DECLARE_ATTN_ISA(scalar)

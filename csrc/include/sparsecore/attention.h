@@ -81,4 +81,16 @@ constexpr int64_t kAttnMaxDim = 512;
 Status flash_attention_cpu(const AttnTensor& q, const AttnTensor& k, const AttnTensor& v, const AttnTensor& out,
                            const AttnOptions& opt, const AttnBlockMask* mask, AttnStats* stats);
 
+// Quest page scores (Tang et al., 2024). kmin and kmax: B x Hkv x pages x D
+// (len = pages; the same dtype, any of the three, which may differ from q's),
+// the channel-wise min and max of K over each page of keys. For batch b, KV
+// head h and page p,
+//   scores[(b * Hkv + h) * pages + p] = max over the q rows g of the group
+//       (q heads h * Hq / Hkv .. + Hq / Hkv, every position) of
+//       sum_d max(q_gd * kmin_pd, q_gd * kmax_pd),
+// an upper bound of q_g . k for every key k of the page. q: B x Hq x Lq x D
+// (Hq a multiple of Hkv). A q row holding NaN or Inf counts as zeros (its
+// attention row is NaN by the NaN rule); non-finite bounds give non-finite scores.
+Status quest_page_scores_cpu(const AttnTensor& q, const AttnTensor& kmin, const AttnTensor& kmax, float* scores);
+
 }  // namespace sparsecore

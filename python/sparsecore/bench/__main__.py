@@ -3,7 +3,7 @@ python -m sparsecore.bench nm [--quick] [--json PATH]
 python -m sparsecore.bench activation [--quick] [--no-decode] [--json PATH]
 python -m sparsecore.bench activation-quality [--targets 0.3,0.4,0.5,0.6] [--json PATH]
 python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eval-tokens T] [--json PATH]
-python -m sparsecore.bench attention [--quick] [--no-flex] [--json PATH]
+python -m sparsecore.bench attention [--quick] [--no-flex] [--no-prefill] [--json PATH]
 python -m sparsecore.bench attention-quality [--quick] [--lengths 2048,4096,8192] [--json PATH]
 python -m sparsecore.bench gpu [--quick] [--no-profile] [--json PATH]"""
 
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                                           "masks, dynamic top-k, BLASST, decode and Quest")
     at.add_argument("--quick", action="store_true", help="L in {1k, 4k}, fp32, decode at 4k/16k batch 1")
     at.add_argument("--no-flex", action="store_true", help="skip FlexAttention (compiles per shape)")
+    at.add_argument("--no-prefill", action="store_true", help="only the decode table")
     at.add_argument("--json", help="also write the results as JSON here")
     at.set_defaults(module="attention")
     aq2 = sub.add_parser("attention-quality", help="SmolLM2 long-context perplexity and passkey retrieval: dense vs "

@@ -242,7 +242,7 @@ def main(args) -> int:
     bandwidth = max(measure_read_bandwidth() for _ in range(2))
     prefill, decode = [], []
     print("prefill:")
-    for name in HEADS:
+    for name in HEADS if not args.no_prefill else ():
         for l in lengths:
             for dtype in dtypes:
                 if l >= 16384 and name == "32/8 d128" and dtype == torch.bfloat16:

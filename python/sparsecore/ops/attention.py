@@ -130,3 +130,39 @@ def _fake(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, k
 
 torch.library.impl("sparsecore::flash_attention", "cpu", lib=lib)(_run)
 torch.library.register_fake("sparsecore::flash_attention", lib=lib)(_fake)
+
+# Quest page scores (sparsecore/attention.h): per (batch, KV head, page) the bound
+# max_g sum_d max(q_gd kmin_pd, q_gd kmax_pd) over the group's q rows, fp32 [B, Hkv, pages].
+lib.define("quest_page_scores(Tensor q, Tensor kmin, Tensor kmax) -> Tensor")
+
+
+def _check_quest(q, kmin, kmax):
+    for name, t in (("q", q), ("kmin", kmin), ("kmax", kmax)):
+        require(t, name, dtype=VALUE_DTYPES, ndim=4, contiguous=False)
+        if t.device.type != "cpu":
+            raise ValueError(f"quest_page_scores: {name} is on {t.device}; Quest scoring runs on the CPU")
+    if kmin.shape != kmax.shape or kmin.dtype != kmax.dtype:
+        raise ValueError(f"quest_page_scores: kmin and kmax must match, got {tuple(kmin.shape)} {kmin.dtype} and "
+                         f"{tuple(kmax.shape)} {kmax.dtype}")
+    B, hq, _, d = q.shape
+    if kmin.shape[0] != B or kmin.shape[3] != d:
+        raise ValueError(f"quest_page_scores: bounds of shape {tuple(kmin.shape)} do not match q {tuple(q.shape)}")
+    hkv = kmin.shape[1]
+    if hq > 0 and (hkv == 0 or hq % hkv):
+        raise ValueError(f"quest_page_scores: {hq} q heads are not a multiple of {hkv} KV heads")
+    if not 1 <= d <= ATTN_MAX_DIM:
+        raise ValueError(f"quest_page_scores: head dim {d} is not supported (1..{ATTN_MAX_DIM})")
+
+
+@torch.library.impl("sparsecore::quest_page_scores", "cpu", lib=lib)
+def _quest_run(q, kmin, kmax):
+    _check_quest(q, kmin, kmax)
+    q, kmin, kmax = _head_dim_contiguous(q), _head_dim_contiguous(kmin), _head_dim_contiguous(kmax)
+    scores = torch.empty(kmin.shape[:3], dtype=torch.float32)
+    _C.quest_page_scores(_tensor4(q), _tensor4(kmin), _tensor4(kmax), scores.data_ptr())
+    return scores
+
+
+@torch.library.register_fake("sparsecore::quest_page_scores", lib=lib)
+def _quest_fake(q, kmin, kmax):
+    return kmin.new_empty(kmin.shape[:3], dtype=torch.float32)
