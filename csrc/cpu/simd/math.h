@@ -40,6 +40,18 @@ inline float vhsum(Vec a) {
   x = _mm_add_ps(x, _mm_movehl_ps(x, x));
   return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
 }
+// out[0..3] = the horizontal sums of a, b, c and d: one transpose-add tree
+// (9 shuffles) instead of four reductions (20).
+inline void vhsum4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  // 128-bit lanes: [a0+a2, a1+a3, b0+b2, b1+b3], then [A, B, C, D] of 4 partials each.
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a.v, b.v, 0x44), _mm512_shuffle_f32x4(a.v, b.v, 0xEE));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c.v, d.v, 0x44), _mm512_shuffle_f32x4(c.v, d.v, 0xEE));
+  __m512 t = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+  t = _mm512_add_ps(t, _mm512_shuffle_ps(t, t, 0x4E));  // within lanes: [p0+p2, p1+p3, ..]
+  t = _mm512_add_ps(t, _mm512_shuffle_ps(t, t, 0xB1));  // every element holds its lane's sum
+  const __m512 first = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), t);
+  _mm_storeu_ps(out, _mm512_castps512_ps128(first));
+}
 inline float vhmax(Vec a) {
   __m128 x = vhalves4(a.v, true);
   x = _mm_max_ps(x, _mm_movehl_ps(x, x));
@@ -69,6 +81,12 @@ inline float vhsum(Vec a) {
   __m128 x = _mm_add_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
   x = _mm_add_ps(x, _mm_movehl_ps(x, x));
   return _mm_cvtss_f32(_mm_add_ss(x, _mm_shuffle_ps(x, x, 1)));
+}
+// out[0..3] = the horizontal sums of a, b, c and d (three hadds instead of four reductions).
+inline void vhsum4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  // [a0123, b0123, c0123, d0123 | a4567, b4567, c4567, d4567]
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a.v, b.v), _mm256_hadd_ps(c.v, d.v));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 inline float vhmax(Vec a) {
   __m128 x = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
@@ -103,6 +121,9 @@ inline Vec vpow2i(Vec n) { SC_LANES4(bits_to_float(uint32_t(int32_t(n.v[i]) + 12
 // Round half to even, as the vector instructions do (the default rounding mode).
 inline Vec vround(Vec a) { SC_LANES4(__builtin_rintf(a.v[i])); }
 inline float vhsum(Vec a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
+inline void vhsum4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  out[0] = vhsum(a), out[1] = vhsum(b), out[2] = vhsum(c), out[3] = vhsum(d);
+}
 inline float vhmax(Vec a) {
   const float x = a.v[0] > a.v[1] ? a.v[0] : a.v[1], y = a.v[2] > a.v[3] ? a.v[2] : a.v[3];
   return x > y ? x : y;
