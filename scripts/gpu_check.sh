@@ -26,7 +26,7 @@ step build $PY -m pip install --no-build-isolation --no-deps -v \
   -Ccmake.define.SPARSECORE_CUDA=ON -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="${arch}-real" \
   -Ccmake.define.SPARSECORE_BUILD_TESTS=ON -Cbuild-dir=build/gpu-check .
 step ctest-cuda ctest --test-dir build/gpu-check --output-on-failure -L cuda
-step pytest-gpu bash -c "cd tests && $PY -m pytest -q -p no:cacheprovider -rs test_cuda.py test_nm.py test_activation.py -k 'cuda or gpu'"
+step pytest-gpu bash -c "cd tests && $PY -m pytest -q -p no:cacheprovider -rs test_cuda.py test_nm.py test_activation.py test_attention_cuda.py -k 'cuda or gpu'"
 step selftest $PY -m sparsecore.selftest
 step bench-gpu $PY -m sparsecore.bench gpu --json "$OUT/bench-gpu.json"
 echo "== summary (logs in $OUT)"

@@ -20,8 +20,9 @@ TOL = {torch.float32: 2e-5, torch.bfloat16: 1.5e-2, torch.float16: 2e-3}
 
 
 def reference(q, k, v, *, causal=True, window=0, sinks=0, scale=None, softcap=0.0, kv_start=None, kv_end=None,
-              block_mask=None):
-    """float64 attention with the position rules of sparsecore/attention.h; returns (out, lse)."""
+              block_mask=None, return_visible=False):
+    """float64 attention with the position rules of sparsecore/attention.h; returns (out, lse)
+    (and the boolean visibility [B, Hq, Lq, Lk] with ``return_visible``)."""
     q, k, v = q.double(), k.double(), v.double()
     B, hq, lq, d = q.shape
     hkv, lk = k.shape[1], k.shape[2]
@@ -53,6 +54,8 @@ def reference(q, k, v, *, causal=True, window=0, sinks=0, scale=None, softcap=0.
     lse = torch.logsumexp(s, -1)
     p = torch.exp(s - lse[..., None]).nan_to_num(0.0)
     out = p @ v
+    if return_visible:
+        return out, lse, vis.expand(B, hq, lq, lk)
     return out, lse
 
 

@@ -1,6 +1,7 @@
 // CUDA entry points for builds without CUDA: the CUDA path reports that it is
 // not compiled in, and the Python layer raises before ever calling it.
 #include "sparsecore/act.h"
+#include "sparsecore/attention.h"
 #include "sparsecore/nm.h"
 #include "sparsecore/spmm.h"
 
@@ -14,6 +15,10 @@ Status nm24_spmm_cuda(const Nm24View&, const MatrixView&, const Epilogue&, const
 }
 Status act_linear_cuda(const ActWeightView&, const ActSelect&, const MatrixView&, const Epilogue&,
                        const MatrixView&, void*) {
+  return Status::kUnsupported;
+}
+Status flash_attention_cuda(const AttnTensor&, const AttnTensor&, const AttnTensor&, const AttnTensor&,
+                            const AttnOptions&, const AttnBlockMask*, unsigned long long*, void*) {
   return Status::kUnsupported;
 }
 bool cuda_compiled() { return false; }

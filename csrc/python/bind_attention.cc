@@ -30,13 +30,22 @@ AttnTensor to_tensor(const Tensor4Tuple& t, const char* what) {
   return a;
 }
 
-std::pair<int64_t, int64_t> flash_attention(const Tensor4Tuple& q_t, const Tensor4Tuple& k_t, const Tensor4Tuple& v_t,
-                                            const Tensor4Tuple& out_t, uintptr_t lse, double scale, double softcap,
-                                            bool causal, int64_t window, int64_t sinks, uintptr_t kv_start,
-                                            uintptr_t kv_end, double blasst_log_lambda,
-                                            const std::optional<MaskTuple>& mask_t) {
-  const AttnTensor q = to_tensor(q_t, "q"), k = to_tensor(k_t, "k"), v = to_tensor(v_t, "v"),
-                   out = to_tensor(out_t, "out");
+// The arguments of one attention call, checked (everything but the contents
+// of device memory: kv ranges are read here only when host_ranges).
+struct Call {
+  AttnTensor q, k, v, out;
+  AttnOptions opt;
+  AttnBlockMask mask;
+  bool has_mask = false;
+};
+
+Call parse_call(const Tensor4Tuple& q_t, const Tensor4Tuple& k_t, const Tensor4Tuple& v_t, const Tensor4Tuple& out_t,
+                uintptr_t lse, double scale, double softcap, bool causal, int64_t window, int64_t sinks,
+                uintptr_t kv_start, uintptr_t kv_end, double blasst_log_lambda, const std::optional<MaskTuple>& mask_t,
+                bool host_ranges) {
+  Call c;
+  c.q = to_tensor(q_t, "q"), c.k = to_tensor(k_t, "k"), c.v = to_tensor(v_t, "v"), c.out = to_tensor(out_t, "out");
+  const AttnTensor &q = c.q, &k = c.k, &v = c.v, &out = c.out;
   if (k.batch != q.batch || v.batch != q.batch) value_error("flash_attention: q, k and v differ in batch size");
   if (k.heads != v.heads || k.len != v.len || k.dim != v.dim) value_error("flash_attention: k and v differ in shape");
   if (k.dim != q.dim) value_error("flash_attention: q and k differ in head dim");
@@ -56,7 +65,7 @@ std::pair<int64_t, int64_t> flash_attention(const Tensor4Tuple& q_t, const Tenso
                 std::to_string(k.len) + ")");
   if (std::isnan(blasst_log_lambda) || blasst_log_lambda > 0)
     value_error("flash_attention: BLASST log(lambda) must be <= 0");
-  AttnOptions opt;
+  AttnOptions& opt = c.opt;
   opt.scale = float(scale);
   opt.softcap = float(softcap);
   opt.causal = causal;
@@ -66,14 +75,15 @@ std::pair<int64_t, int64_t> flash_attention(const Tensor4Tuple& q_t, const Tenso
   opt.kv_end = reinterpret_cast<const int64_t*>(kv_end);
   opt.blasst_log_lambda = float(blasst_log_lambda);
   opt.lse = reinterpret_cast<float*>(lse);
-  for (int64_t b = 0; b < q.batch; ++b) {
+  for (int64_t b = 0; host_ranges && b < q.batch; ++b) {
     const int64_t s = opt.kv_start ? opt.kv_start[b] : 0, e = opt.kv_end ? opt.kv_end[b] : k.len;
     if (s < 0 || e < s || e > k.len)
       value_error("flash_attention: batch " + std::to_string(b) + " has KV range [" + std::to_string(s) + ", " +
                   std::to_string(e) + ") outside [0, " + std::to_string(k.len) + ")");
   }
-  AttnBlockMask mask;
   if (mask_t) {
+    AttnBlockMask& mask = c.mask;
+    c.has_mask = true;
     std::tie(mask.block_q, mask.block_k, mask.batch, mask.heads, mask.q_blocks, mask.k_blocks, std::ignore, std::ignore,
              mask.nnz) = *mask_t;
     mask.row_ptr = reinterpret_cast<const int64_t*>(std::get<6>(*mask_t));
@@ -89,14 +99,47 @@ std::pair<int64_t, int64_t> flash_attention(const Tensor4Tuple& q_t, const Tenso
     if (mask.row_ptr == nullptr || (mask.nnz > 0 && mask.col_idx == nullptr) || mask.nnz < 0)
       value_error("flash_attention: null block mask lists");
   }
+  return c;
+}
+
+std::pair<int64_t, int64_t> flash_attention(const Tensor4Tuple& q_t, const Tensor4Tuple& k_t, const Tensor4Tuple& v_t,
+                                            const Tensor4Tuple& out_t, uintptr_t lse, double scale, double softcap,
+                                            bool causal, int64_t window, int64_t sinks, uintptr_t kv_start,
+                                            uintptr_t kv_end, double blasst_log_lambda,
+                                            const std::optional<MaskTuple>& mask_t) {
+  const Call c = parse_call(q_t, k_t, v_t, out_t, lse, scale, softcap, causal, window, sinks, kv_start, kv_end,
+                            blasst_log_lambda, mask_t, true);
   AttnStats stats;
   Status s;
   {
     py::gil_scoped_release release;
-    s = flash_attention_cpu(q, k, v, out, opt, mask_t ? &mask : nullptr, &stats);
+    s = flash_attention_cpu(c.q, c.k, c.v, c.out, c.opt, c.has_mask ? &c.mask : nullptr, &stats);
   }
   check_status(s, "flash_attention");
   return {stats.tiles_computed, stats.tiles_skipped};
+}
+
+// Every pointer is device memory; kv ranges and block lists are clamped and
+// skipped on the device instead of read here. stats: two int64 device counters.
+void flash_attention_cuda_py(const Tensor4Tuple& q_t, const Tensor4Tuple& k_t, const Tensor4Tuple& v_t,
+                             const Tensor4Tuple& out_t, uintptr_t lse, double scale, double softcap, bool causal,
+                             int64_t window, int64_t sinks, uintptr_t kv_start, uintptr_t kv_end,
+                             double blasst_log_lambda, const std::optional<MaskTuple>& mask_t, uintptr_t stats,
+                             uintptr_t stream) {
+  require_cuda_build();
+  const Call c = parse_call(q_t, k_t, v_t, out_t, lse, scale, softcap, causal, window, sinks, kv_start, kv_end,
+                            blasst_log_lambda, mask_t, false);
+  if (c.q.dtype != c.k.dtype || (c.q.dtype != DType::kBFloat16 && c.q.dtype != DType::kFloat16))
+    throw py::type_error("flash_attention on CUDA takes bfloat16 or float16 q, k and v of one dtype");
+  if (c.q.dim != 64 && c.q.dim != 128 && c.q.dim != 256)
+    value_error("flash_attention on CUDA: head dim " + std::to_string(c.q.dim) + " is not supported (64, 128, 256)");
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = flash_attention_cuda(c.q, c.k, c.v, c.out, c.opt, c.has_mask ? &c.mask : nullptr,
+                             reinterpret_cast<unsigned long long*>(stats), reinterpret_cast<void*>(stream));
+  }
+  check_status(s, "flash_attention (CUDA)");
 }
 
 void quest_page_scores(const Tensor4Tuple& q_t, const Tensor4Tuple& kmin_t, const Tensor4Tuple& kmax_t,
@@ -123,6 +166,7 @@ void quest_page_scores(const Tensor4Tuple& q_t, const Tensor4Tuple& kmin_t, cons
 
 void register_attention(py::module_& m) {
   m.def("flash_attention", &flash_attention);
+  m.def("flash_attention_cuda", &flash_attention_cuda_py);
   m.def("quest_page_scores", &quest_page_scores);
   m.attr("ATTN_MAX_DIM") = kAttnMaxDim;
 }

@@ -153,9 +153,56 @@ def _robustness_cases(device: str):
     yield f"act 70000 rows {device}", many_rows
 
 
+def _cuda_attention_cases():
+    """The tensor-core kernel: bit-exact where the math allows (q = 0 makes every probability
+    exactly 1, so rows seeing a power of two of keys average small-integer V rows exactly),
+    and on random data within 2x the error of torch's SDPA in the same dtype, per dtype and
+    head dim, prefill and split-KV decode."""
+    import math
+
+    import torch.nn.functional as F
+
+    from .attention import BlockMask, flash_attention
+
+    gen = torch.Generator().manual_seed(12)
+    for dtype in (torch.bfloat16, torch.float16):
+        for d in (64, 128, 256):
+            v = torch.randint(-8, 9, (1, 2, 256, d), generator=gen).to(dtype)
+            q, k = torch.zeros(1, 4, 64, d, dtype=dtype), torch.randn(1, 2, 256, d, generator=gen).to(dtype)
+            mask = BlockMask.from_dense(torch.tensor([[True, False, False, True]]), q_len=64, kv_len=256)
+
+            def exact(q=q, k=k, v=v, dtype=dtype, mask=mask):
+                full = flash_attention(q.cuda(), k.cuda(), v.cuda(), causal=False).cpu()
+                want = v.double().mean(2, keepdim=True).repeat_interleave(2, 1).expand_as(full).to(dtype)
+                sparse = flash_attention(q.cuda(), k.cuda(), v.cuda(), causal=False, block_mask=mask).cpu()
+                want_sparse = torch.cat([v[:, :, :64], v[:, :, 192:]], 2).double().mean(2, keepdim=True)
+                return bool(torch.equal(full, want) and torch.equal(
+                    sparse, want_sparse.repeat_interleave(2, 1).expand_as(sparse).to(dtype)))
+
+            yield f"attention cuda exact (q = 0, small-integer v) d={d} {str(dtype)[6:]}", exact
+            for hq, hkv, lq, lk in ((8, 2, 300, 300), (32, 8, 1, 5000)):
+                qr = torch.randn(1, hq, lq, d, generator=gen).to(dtype)
+                kr, vr = (torch.randn(1, hkv, lk, d, generator=gen).to(dtype) for _ in range(2))
+
+                def vs_sdpa(q=qr, k=kr, v=vr, hq=hq, hkv=hkv, lq=lq, lk=lk, d=d):
+                    kd, vd = k.repeat_interleave(hq // hkv, 1), v.repeat_interleave(hq // hkv, 1)
+                    vis = torch.arange(lk)[None, :] <= torch.arange(lq)[:, None] + lk - lq
+                    s = (q.double() @ kd.double().transpose(-1, -2)) / math.sqrt(d)
+                    want = torch.softmax(s.masked_fill(~vis, -math.inf), -1) @ vd.double()
+                    got = flash_attention(q.cuda(), k.cuda(), v.cuda()).cpu().double()
+                    ref = F.scaled_dot_product_attention(q.cuda(), kd.cuda(), vd.cuda(), attn_mask=vis.cuda())
+                    err, err_torch = (got - want).abs().max(), (ref.cpu().double() - want).abs().max()
+                    return bool(err <= 2 * err_torch + 1e-3)
+
+                yield f"attention cuda {hq}/{hkv} lq={lq} lk={lk} d={d} {str(dtype)[6:]} vs SDPA", vs_sdpa
+
+
 def _attention_cases(device: str):
-    """(name, check() -> True when it holds): flash attention against float64 (CPU kernels;
-    the CUDA attention kernels are not part of this release)."""
+    """(name, check() -> True when it holds): flash attention against float64 (CPU kernels,
+    and the CUDA tensor-core kernel on a GPU)."""
+    if device == "cuda":
+        yield from _cuda_attention_cases()
+        return
     if device != "cpu":
         return
     import math

@@ -81,6 +81,19 @@ constexpr int64_t kAttnMaxDim = 512;
 Status flash_attention_cpu(const AttnTensor& q, const AttnTensor& k, const AttnTensor& v, const AttnTensor& out,
                            const AttnOptions& opt, const AttnBlockMask* mask, AttnStats* stats);
 
+// The same attention on an NVIDIA GPU (sm_80+) with tensor cores: q, k, v
+// and out bf16 or fp16 (one dtype), head dim 64, 128 or 256, every pointer
+// (tensors, kv_start/kv_end, lse, the mask lists) in device memory, 16-byte
+// aligned with strides a multiple of 8 elements (kUnsupported otherwise).
+// Launched on `stream` (a cudaStream_t); nothing is synchronised. stats: null
+// or two device counters [tiles computed, tiles skipped] the kernel adds to
+// (a tile here is up to 64 keys, 32 at D = 256, x one warp's 16 q rows).
+// Block indices outside the matrix or out of order are skipped, kv_start /
+// kv_end are clamped into [0, Lk] (checking them would cost a synchronisation).
+Status flash_attention_cuda(const AttnTensor& q, const AttnTensor& k, const AttnTensor& v, const AttnTensor& out,
+                            const AttnOptions& opt, const AttnBlockMask* mask, unsigned long long* stats,
+                            void* stream);
+
 // Quest page scores (Tang et al., 2024). kmin and kmax: B x Hkv x pages x D
 // (len = pages; the same dtype, any of the three, which may differ from q's),
 // the channel-wise min and max of K over each page of keys. For batch b, KV

@@ -1,4 +1,4 @@
-"""``flash_attention``: the user-facing call of the CPU attention kernel."""
+"""``flash_attention``: the user-facing call of the attention kernels (CPU, and CUDA for bf16/fp16)."""
 
 from __future__ import annotations
 
@@ -92,12 +92,25 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_
         if not block_mask.matches(lq, lk):
             raise ValueError(f"block_mask is for a {block_mask.q_len} x {block_mask.kv_len} attention, "
                              f"the inputs are {lq} x {lk}")
-        row_ptr, col_idx = block_mask.row_ptr, block_mask.col_idx
+        row_ptr, col_idx = block_mask.lists_on(q.device)
         block_q, block_k = block_mask.block_q, block_mask.block_k
         mask_batch, mask_heads = block_mask.batch, block_mask.heads
+    starts, ends = _per_batch(kv_start, "kv_start", B), _per_batch(kv_end, "kv_end", B)
+    if q.device.type == "cuda":
+        # Ranges given on the CPU are checked here; ranges already on the GPU are clamped into
+        # [0, Lk] by the kernel (reading them here would synchronise every call).
+        s_cpu = starts if starts is None or starts.device.type == "cpu" else None
+        e_cpu = ends if ends is None or ends.device.type == "cpu" else None
+        for b in range(B if (s_cpu is not None or e_cpu is not None) else 0):
+            s0 = 0 if s_cpu is None else int(s_cpu[b])
+            e0 = lk if e_cpu is None else int(e_cpu[b])
+            if s0 < 0 or e0 < s0 or e0 > lk:
+                raise ValueError(f"flash_attention: batch {b} has KV range [{s0}, {e0}) outside [0, {lk})")
+        starts = None if starts is None else starts.to(q.device, non_blocking=True)
+        ends = None if ends is None else ends.to(q.device, non_blocking=True)
     out, lse, stats = torch.ops.sparsecore.flash_attention(
-        q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, _per_batch(kv_start, "kv_start", B),
-        _per_batch(kv_end, "kv_end", B), bool(causal), window, int(sinks), scale, softcap, log_lambda)
+        q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, starts, ends, bool(causal), window,
+        int(sinks), scale, softcap, log_lambda)
     result = (out,)
     if return_lse:
         result += (lse,)

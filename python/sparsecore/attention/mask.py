@@ -79,6 +79,17 @@ class BlockMask:
             object.__setattr__(mask, name, value)
         return mask
 
+    def lists_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(row_ptr, col_idx)`` on ``device``: the CPU tensors, or copies made once per device
+        and kept (plan once, run many times; a copy is queued on the current stream)."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            return self.row_ptr, self.col_idx
+        cache = self.__dict__.setdefault("_device_lists", {})
+        if device not in cache:
+            cache[device] = (self.row_ptr.to(device, non_blocking=True), self.col_idx.to(device, non_blocking=True))
+        return cache[device]
+
     @property
     def q_blocks(self) -> int:
         return _ceil_div(self.q_len, self.block_q)

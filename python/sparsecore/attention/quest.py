@@ -81,6 +81,13 @@ def page_scores(q: torch.Tensor, bounds: PageBounds) -> torch.Tensor:
     """Quest's upper bound of ``q . k`` per page, the max over the q rows and the q heads of
     each KV head: [B, Hkv, pages] float32 (the native ``sparsecore::quest_page_scores``: one
     pass over the bounds for the whole group, two FMAs per element)."""
+    if q.device.type != "cpu":
+        # No device kernel yet: the same bound as two batched matmuls.
+        B, hq, lq, D = q.shape
+        qg = q.float().reshape(B, bounds.kmin.shape[1], -1, D)
+        bound = (qg.clamp(min=0) @ bounds.kmax.float().transpose(2, 3)
+                 + qg.clamp(max=0) @ bounds.kmin.float().transpose(2, 3))
+        return bound.amax(2)
     return torch.ops.sparsecore.quest_page_scores(q, bounds.kmin, bounds.kmax)
 
 
@@ -101,7 +108,7 @@ def quest_block_mask(q: torch.Tensor, keys: torch.Tensor, bounds: PageBounds, bu
     scores[:, :, first_query_page:] = float("inf")
     n_keep = max(n_keep, 1 + pages - first_query_page)
     # Unsorted top-k, then the indices sorted: 7x cheaper than a sorted top-k at 2k pages.
-    chosen = scores.topk(n_keep, dim=-1, sorted=False).indices.to(torch.int32).sort(-1).values
+    chosen = scores.topk(n_keep, dim=-1, sorted=False).indices.to(torch.int32).sort(-1).values.cpu()
     hkv = chosen.shape[1]
     row_ptr = torch.arange(B * hkv + 1, dtype=torch.int64) * n_keep
     block_q = _ceil_div(lq, 16) * 16

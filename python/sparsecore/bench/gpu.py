@@ -1,6 +1,6 @@
 """GPU benchmark (``python -m sparsecore.bench gpu``, also ``python -m sparsecore.selftest --bench``):
-the CUDA kernels (CSR, 2:4 on sparse tensor cores, activation-sparse) against dense torch (cuBLAS)
-on the same GPU in the same run.
+the CUDA kernels (CSR, 2:4 on sparse tensor cores, activation-sparse, flash attention) against
+dense torch (cuBLAS, SDPA) on the same GPU in the same run.
 
 Two times per call, because they answer different questions:
 
@@ -148,6 +148,55 @@ def bench_act(rows_out, copy_gbs, quick):
                      packed, lambda: act_sparse_linear(x, packed, rows, 0.6745), copy_gbs)  # median of |N(0,1)|
 
 
+def bench_attention(rows_out, copy_gbs, quick):
+    """Prefill (causal, window, 90% block-sparse) and decode (dense, split-KV) against torch's
+    SDPA (flash backend, causal) on the same GPU; TFLOP/s over the score pairs computed."""
+    import torch.nn.functional as F
+
+    from ..attention import BlockMask, flash_attention
+
+    gen = torch.Generator().manual_seed(6)
+    hq, hkv, d, dtype = 32, 8, 128, torch.bfloat16
+    print(f"\nattention (tensor cores) vs torch SDPA, {hq}/{hkv} heads, d={d}, {str(dtype)[6:]}, batch 1")
+    print(f"{'case':>34} {'L':>6} {'sparsecore ms':>13} {'SDPA ms':>8} {'vs SDPA':>8} {'TFLOP/s':>8} {'GB/s':>6}")
+
+    def sdpa(q, k, v, causal=True):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+
+    for length in ((4096, 16384) if quick else (4096, 16384, 32768)):
+        q = torch.randn(1, hq, length, d, generator=gen).to("cuda", dtype)
+        k = torch.randn(1, hkv, length, d, generator=gen).to("cuda", dtype)
+        v = torch.randn(1, hkv, length, d, generator=gen).to("cuda", dtype)
+        t_sdpa = time_cuda(lambda: sdpa(q, k, v), reps=5)["stream_ms"]
+        blocks = -(-length // 64)
+        causal_blocks = torch.ones(blocks, blocks, dtype=torch.bool).tril()
+        sparse = causal_blocks & ((torch.rand(blocks, blocks, generator=gen) < 0.1) | torch.eye(blocks, dtype=torch.bool))
+        mask90 = BlockMask.from_dense(sparse, q_len=length, kv_len=length)
+        pairs = {"dense causal": length * (length + 1) / 2, "window 1024 + 4 sinks": length * 1024.0,
+                 "90% block-sparse (+diagonal)": float(sparse.sum()) * 64 * 64}
+        runs = {"dense causal": lambda: flash_attention(q, k, v),
+                "window 1024 + 4 sinks": lambda: flash_attention(q, k, v, window=1024, sinks=4),
+                "90% block-sparse (+diagonal)": lambda: flash_attention(q, k, v, block_mask=mask90)}
+        for name, fn in runs.items():
+            t = time_cuda(fn, reps=5)["stream_ms"]
+            tflops = 4 * hq * d * pairs[name] / (t * 1e-3) / 1e12
+            rows_out.append({"table": "attention", "case": name, "L": length, "ms": t, "sdpa_ms": t_sdpa,
+                             "tflops": tflops})
+            print(f"{name:>34} {length:>6} {t:>13.3f} {t_sdpa:>8.3f} {t_sdpa / t:>7.2f}x {tflops:>8.0f} {'-':>6}")
+    for kv in ((16384,) if quick else (16384, 65536)):
+        for batch in (1, 4):
+            q = torch.randn(batch, hq, 1, d, generator=gen).to("cuda", dtype)
+            k = torch.randn(batch, hkv, kv, d, generator=gen).to("cuda", dtype)
+            v = torch.randn(batch, hkv, kv, d, generator=gen).to("cuda", dtype)
+            t_sdpa = time_cuda(lambda: sdpa(q, k, v, causal=False))["stream_ms"]
+            t = time_cuda(lambda: flash_attention(q, k, v))["stream_ms"]
+            gbs = 2 * k.numel() * k.element_size() / (t * 1e-3) / 1e9
+            rows_out.append({"table": "attention", "case": f"decode batch {batch}", "L": kv, "ms": t, "sdpa_ms": t_sdpa,
+                             "gbs": gbs, "of_copy": gbs / copy_gbs})
+            print(f"{'decode batch ' + str(batch) + ' (of copy BW ' + format(gbs / copy_gbs, '.0%') + ')':>34} {kv:>6} "
+                  f"{t:>13.3f} {t_sdpa:>8.3f} {t_sdpa / t:>7.2f}x {'-':>8} {gbs:>6.0f}")
+
+
 def profile_kernels() -> list[dict]:
     """GPU time of each CUDA kernel (and memset) one call of every family launches."""
     from torch.profiler import ProfilerActivity, profile
@@ -198,6 +247,7 @@ def run(quick: bool = False, profile: bool = True, json_path: str | None = None)
     bench_csr(rows, copy_gbs, quick)
     bench_nm(rows, copy_gbs, quick)
     bench_act(rows, copy_gbs, quick)
+    bench_attention(rows, copy_gbs, quick)
     result = {"gpu": props.name, "copy_gbs": copy_gbs, "rows": rows,
               "profile": profile_kernels() if profile else []}
     if json_path:

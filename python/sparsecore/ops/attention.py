@@ -1,7 +1,8 @@
 """Flash attention as a torch op: ``sparsecore::flash_attention``.
 
 ``out = softmax(scale * q k^T + mask) v`` with an online softmax and fp32 accumulation,
-on the CPU kernels of ``csrc/cpu/attention``. q is ``[B, Hq, Lq, D]``, k and v are
+on the CPU kernels of ``csrc/cpu/attention`` or, for CUDA tensors (bf16/fp16, head dim 64, 128
+or 256), the tensor-core kernel of ``csrc/cuda/attention``. q is ``[B, Hq, Lq, D]``, k and v are
 ``[B, Hkv, Lk, D]`` (``Hq`` a multiple of ``Hkv``: GQA/MQA) in float32, bfloat16 or
 float16, with any strides as long as the head dim is contiguous (otherwise it is copied).
 The op returns ``(out, lse, stats)``: ``out`` in q's dtype and shape, the log-sum-exp of
@@ -27,7 +28,7 @@ import torch
 
 from .._dtypes import VALUE_DTYPES, dtype_code
 from .._native import _C
-from ._common import require
+from ._common import on_device, require, stream_of
 from ._library import lib
 
 ATTN_MAX_DIM = int(_C.ATTN_MAX_DIM)
@@ -46,9 +47,16 @@ def _check(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, 
            sinks, scale, softcap, blasst_log_lambda):
     for name, t in (("q", q), ("k", k), ("v", v)):
         require(t, name, dtype=VALUE_DTYPES, ndim=4, contiguous=False)
-        if t.device.type != "cpu":
-            raise ValueError(f"flash_attention: {name} is on {t.device}; this build's attention kernels run on the "
-                             "CPU (CUDA attention is a later release)")
+        if t.device != q.device:
+            raise ValueError(f"flash_attention: {name} is on {t.device}, q on {q.device}")
+        if t.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"flash_attention: {name} is on {t.device}; the kernels run on the CPU and CUDA GPUs")
+    if q.device.type == "cuda":
+        if not (q.dtype == k.dtype == v.dtype and q.dtype in (torch.bfloat16, torch.float16)):
+            raise TypeError(f"flash_attention on CUDA takes bfloat16 or float16 q, k and v of one dtype (tensor "
+                            f"cores), got {q.dtype}, {k.dtype}, {v.dtype}")
+        if q.shape[3] not in (64, 128, 256):
+            raise ValueError(f"flash_attention on CUDA: head dim {q.shape[3]} is not supported (64, 128 or 256)")
     B, hq, lq, d = q.shape
     if k.shape[0] != B or v.shape[0] != B:
         raise ValueError(f"flash_attention: q, k and v must share the batch size, got {tuple(q.shape)}, "
@@ -92,7 +100,8 @@ def _check(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, 
         require(row_ptr, "block_row_ptr", dtype=torch.int64, ndim=1, numel=mask_batch * mask_heads * q_blocks + 1,
                 device=q.device)
         require(col_idx, "block_col_idx", dtype=torch.int32, ndim=1, device=q.device)
-        if int(row_ptr[-1]) != col_idx.numel() or int(row_ptr[0]) != 0:
+        # On CUDA reading the lists would synchronise: the kernel clamps and skips what is out of range.
+        if q.device.type == "cpu" and (int(row_ptr[-1]) != col_idx.numel() or int(row_ptr[0]) != 0):
             raise ValueError(f"flash_attention: block_row_ptr must start at 0 and end at the {col_idx.numel()} "
                              f"listed blocks, got {int(row_ptr[0])} .. {int(row_ptr[-1])}")
 
@@ -121,6 +130,37 @@ def _run(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv
     return out, lse, torch.tensor([computed, skipped], dtype=torch.int64)
 
 
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """The tensor as the CUDA kernel loads it: 16-byte rows (head dim contiguous, base and
+    strides in multiples of 8 elements), copied only when it is not."""
+    if t.stride(3) == 1 and t.data_ptr() % 16 == 0 and all(s % 8 == 0 for s in t.stride()[:3]):
+        return t
+    return t.contiguous()
+
+
+def _run_cuda(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
+              sinks, scale, softcap, blasst_log_lambda):
+    _check(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
+           sinks, scale, softcap, blasst_log_lambda)
+    q, k, v = _aligned(q), _aligned(k), _aligned(v)
+    B, hq, lq, d = q.shape
+    out = torch.empty(B, hq, lq, d, dtype=q.dtype, device=q.device)
+    lse = torch.empty(B, hq, lq, dtype=torch.float32, device=q.device)
+    stats = torch.zeros(2, dtype=torch.int64, device=q.device)
+    mask = None
+    if row_ptr is not None:
+        lk = k.shape[2]
+        mask = (block_q, block_k, mask_batch, mask_heads, -(-lq // block_q), -(-lk // block_k), row_ptr.data_ptr(),
+                col_idx.data_ptr() if col_idx.numel() else 0, col_idx.numel())
+    with on_device(q):
+        _C.flash_attention_cuda(
+            _tensor4(q), _tensor4(k), _tensor4(v), _tensor4(out), lse.data_ptr(), float(scale), float(softcap),
+            bool(causal), int(window), int(sinks), kv_start.data_ptr() if kv_start is not None else 0,
+            kv_end.data_ptr() if kv_end is not None else 0, float(blasst_log_lambda), mask, stats.data_ptr(),
+            stream_of(q))
+    return out, lse, stats
+
+
 def _fake(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
           sinks, scale, softcap, blasst_log_lambda):
     B, hq, lq, d = q.shape
@@ -129,6 +169,7 @@ def _fake(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, k
 
 
 torch.library.impl("sparsecore::flash_attention", "cpu", lib=lib)(_run)
+torch.library.impl("sparsecore::flash_attention", "cuda", lib=lib)(_run_cuda)
 torch.library.register_fake("sparsecore::flash_attention", lib=lib)(_fake)
 
 # Quest page scores (sparsecore/attention.h): per (batch, KV head, page) the bound
