@@ -17,6 +17,11 @@ from test_attention import rand, reference
 pytestmark = [pytest.mark.cuda, requires_cuda]
 
 
+@pytest.fixture(autouse=True)
+def cuda_attention_opt_in(monkeypatch):
+    monkeypatch.setenv("SPARSECORE_CUDA_ATTENTION", "1")
+
+
 def check_cuda(q, k, v, **kw):
     """Runs the CUDA kernel and SDPA (same dtype, boolean mask) and compares both with float64."""
     want, want_lse, vis = reference(q.cpu(), k.cpu(), v.cpu(), return_visible=True, **kw)

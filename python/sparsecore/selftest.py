@@ -201,7 +201,20 @@ def _attention_cases(device: str):
     """(name, check() -> True when it holds): flash attention against float64 (CPU kernels,
     and the CUDA tensor-core kernel on a GPU)."""
     if device == "cuda":
-        yield from _cuda_attention_cases()
+        # The selftest is what validates the opt-in CUDA attention kernel on this GPU.
+        import os
+
+        from .ops.attention import CUDA_OPT_IN
+
+        before = os.environ.get(CUDA_OPT_IN)
+        os.environ[CUDA_OPT_IN] = "1"
+        try:
+            yield from _cuda_attention_cases()
+        finally:
+            if before is None:
+                del os.environ[CUDA_OPT_IN]
+            else:
+                os.environ[CUDA_OPT_IN] = before
         return
     if device != "cpu":
         return

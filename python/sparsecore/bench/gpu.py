@@ -153,8 +153,12 @@ def bench_attention(rows_out, copy_gbs, quick):
     SDPA (flash backend, causal) on the same GPU; TFLOP/s over the score pairs computed."""
     import torch.nn.functional as F
 
-    from ..attention import BlockMask, flash_attention
+    import os
 
+    from ..attention import BlockMask, flash_attention
+    from ..ops.attention import CUDA_OPT_IN
+
+    os.environ[CUDA_OPT_IN] = "1"  # the benchmark times the opt-in kernel (see ops/attention.py)
     gen = torch.Generator().manual_seed(6)
     hq, hkv, d, dtype = 32, 8, 128, torch.bfloat16
     print(f"\nattention (tensor cores) vs torch SDPA, {hq}/{hkv} heads, d={d}, {str(dtype)[6:]}, batch 1")

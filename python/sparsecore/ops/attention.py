@@ -23,6 +23,7 @@ whose k or v holds one (in a tile that is computed).
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -138,8 +139,18 @@ def _aligned(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous()
 
 
+CUDA_OPT_IN = "SPARSECORE_CUDA_ATTENTION"
+
+
 def _run_cuda(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
               sinks, scale, softcap, blasst_log_lambda):
+    # The tensor-core kernel is compiled and its addressing is tested on the CPU, but it has
+    # not run on a GPU in this release's checks: it serves only those who opt in (after
+    # `python -m sparsecore.selftest` passed on their GPU), never a silent wrong answer.
+    if os.environ.get(CUDA_OPT_IN) != "1":
+        raise ValueError(f"flash_attention on CUDA: this release's tensor-core attention kernel has not been validated "
+                         f"on a GPU yet; run `python -m sparsecore.selftest` on yours, then set {CUDA_OPT_IN}=1 to use "
+                         "it (or move q, k and v to the CPU)")
     _check(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
            sinks, scale, softcap, blasst_log_lambda)
     q, k, v = _aligned(q), _aligned(k), _aligned(v)
