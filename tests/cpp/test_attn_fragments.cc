@@ -71,6 +71,21 @@ void mma(float c[32][4], const Regs a[32], const uint32_t b0[32], const uint32_t
   }
 }
 
+// One ldmatrix.x4 of B fragments at the addresses `at(lane)` gives, then the two
+// mma of n tiles c0 and c1 (registers 0, 1 and 2, 3), as the kernel issues them.
+template <typename At>
+void b_pair_mma(const std::vector<uint16_t>& smem, At at, bool trans, const Regs a[32], float c0[32][4],
+                float c1[32][4]) {
+  int addr[32];
+  for (int lane = 0; lane < 32; ++lane) addr[lane] = at(lane);
+  Regs b[32];
+  ldmatrix_x4(smem, addr, trans, b);
+  uint32_t b0[32], b1[32], b2[32], b3[32];
+  for (int lane = 0; lane < 32; ++lane) b0[lane] = b[lane].r[0], b1[lane] = b[lane].r[1], b2[lane] = b[lane].r[2], b3[lane] = b[lane].r[3];
+  mma(c0, a, b0, b1);
+  mma(c1, a, b2, b3);
+}
+
 // One warp's S and O for head dim D and a 64 x D Q tile, kKeys keys.
 template <int D>
 void warp_tile(int warp, int seed) {
@@ -108,17 +123,11 @@ void warp_tile(int warp, int seed) {
     Regs a[32];
     ldmatrix_x4(sq, qa, false, a);
     for (int pp = 0; pp < kKeys / 16; ++pp) {
-      int ka[32];
-      for (int lane = 0; lane < 32; ++lane) {
+      auto at = [&](int lane) {
         const RowChunk rc = k_ldmatrix(lane, pp, ks);
-        ka[lane] = guard + tile_offset(rc.row, rc.chunk, kChunks);
-      }
-      Regs bk[32];
-      ldmatrix_x4(sk, ka, false, bk);
-      uint32_t b0[32], b1[32], b2[32], b3[32];
-      for (int lane = 0; lane < 32; ++lane) b0[lane] = bk[lane].r[0], b1[lane] = bk[lane].r[1], b2[lane] = bk[lane].r[2], b3[lane] = bk[lane].r[3];
-      mma(s[2 * pp], a, b0, b1);
-      mma(s[2 * pp + 1], a, b2, b3);
+        return guard + tile_offset(rc.row, rc.chunk, kChunks);
+      };
+      b_pair_mma(sk, at, false, a, s[2 * pp], s[2 * pp + 1]);
     }
   }
   int bad = 0;
@@ -151,17 +160,11 @@ void warp_tile(int warp, int seed) {
       a[lane].r[3] = pack(s[2 * ks + 1][lane][2], s[2 * ks + 1][lane][3]);
     }
     for (int pp = 0; pp < D / 16; ++pp) {
-      int va[32];
-      for (int lane = 0; lane < 32; ++lane) {
+      auto at = [&](int lane) {
         const RowChunk rc = v_ldmatrix(lane, ks, pp);
-        va[lane] = guard + tile_offset(rc.row, rc.chunk, kChunks);
-      }
-      Regs bv[32];
-      ldmatrix_x4(sv, va, true, bv);
-      uint32_t b0[32], b1[32], b2[32], b3[32];
-      for (int lane = 0; lane < 32; ++lane) b0[lane] = bv[lane].r[0], b1[lane] = bv[lane].r[1], b2[lane] = bv[lane].r[2], b3[lane] = bv[lane].r[3];
-      mma(o[2 * pp], a, b0, b1);
-      mma(o[2 * pp + 1], a, b2, b3);
+        return guard + tile_offset(rc.row, rc.chunk, kChunks);
+      };
+      b_pair_mma(sv, at, true, a, o[2 * pp], o[2 * pp + 1]);
     }
   }
   bad = 0;
