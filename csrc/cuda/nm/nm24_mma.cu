@@ -15,6 +15,7 @@
 #include <cuda_runtime.h>
 
 #include "../common/device.cuh"
+#include "../common/mma_sync.cuh"
 #include "nm24_fragments.h"
 #include "nm24_tiles.h"
 #include "sparsecore/dtypes.h"
@@ -119,28 +120,6 @@ __global__ void __launch_bounds__(Cfg::kThreads) nm24_kernel(Args args) {
     }
 }
 
-// 16 bytes global -> shared without passing through registers; with
-// valid == false nothing is read and the chunk is zero-filled (src-size 0).
-__device__ __forceinline__ void cp_async16(uint32_t* dst, const void* src, bool valid) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  const unsigned saddr = static_cast<unsigned>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(saddr), "l"(src), "r"(valid ? 16 : 0)
-               : "memory");
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-#endif
-}
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-#endif
-}
-
-// Copies stage kt of the block's A values, metadata and B into `stage`.
 __device__ __forceinline__ void load_stage(const Args& args, const TileProblem& p, uint32_t* stage, int64_t kt,
                                            int tid) {
   const uint16_t* a_vals = static_cast<const uint16_t*>(args.a.values);

@@ -111,6 +111,19 @@ def _head_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(3) == 1 or t.shape[3] == 1 else t.contiguous()
 
 
+def _binding_args(q, k, v, out, lse, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end,
+                  causal, window, sinks, scale, softcap, blasst_log_lambda) -> tuple:
+    """The arguments both bindings (CPU and CUDA) take, as plain pointers and numbers."""
+    mask = None
+    if row_ptr is not None:
+        lq, lk = q.shape[2], k.shape[2]
+        mask = (block_q, block_k, mask_batch, mask_heads, -(-lq // block_q), -(-lk // block_k), row_ptr.data_ptr(),
+                col_idx.data_ptr() if col_idx.numel() else 0, col_idx.numel())
+    return (_tensor4(q), _tensor4(k), _tensor4(v), _tensor4(out), lse.data_ptr(), float(scale), float(softcap),
+            bool(causal), int(window), int(sinks), kv_start.data_ptr() if kv_start is not None else 0,
+            kv_end.data_ptr() if kv_end is not None else 0, float(blasst_log_lambda), mask)
+
+
 def _run(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
          sinks, scale, softcap, blasst_log_lambda):
     _check(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv_start, kv_end, causal, window,
@@ -119,15 +132,9 @@ def _run(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_heads, kv
     B, hq, lq, d = q.shape
     out = torch.empty(B, hq, lq, d, dtype=q.dtype)
     lse = torch.empty(B, hq, lq, dtype=torch.float32)
-    mask = None
-    if row_ptr is not None:
-        lk = k.shape[2]
-        mask = (block_q, block_k, mask_batch, mask_heads, -(-lq // block_q), -(-lk // block_k), row_ptr.data_ptr(),
-                col_idx.data_ptr() if col_idx.numel() else 0, col_idx.numel())
-    computed, skipped = _C.flash_attention(
-        _tensor4(q), _tensor4(k), _tensor4(v), _tensor4(out), lse.data_ptr(), float(scale), float(softcap),
-        bool(causal), int(window), int(sinks), kv_start.data_ptr() if kv_start is not None else 0,
-        kv_end.data_ptr() if kv_end is not None else 0, float(blasst_log_lambda), mask)
+    computed, skipped = _C.flash_attention(*_binding_args(q, k, v, out, lse, row_ptr, col_idx, block_q, block_k,
+                                                          mask_batch, mask_heads, kv_start, kv_end, causal, window,
+                                                          sinks, scale, softcap, blasst_log_lambda))
     return out, lse, torch.tensor([computed, skipped], dtype=torch.int64)
 
 
@@ -158,17 +165,10 @@ def _run_cuda(q, k, v, row_ptr, col_idx, block_q, block_k, mask_batch, mask_head
     out = torch.empty(B, hq, lq, d, dtype=q.dtype, device=q.device)
     lse = torch.empty(B, hq, lq, dtype=torch.float32, device=q.device)
     stats = torch.zeros(2, dtype=torch.int64, device=q.device)
-    mask = None
-    if row_ptr is not None:
-        lk = k.shape[2]
-        mask = (block_q, block_k, mask_batch, mask_heads, -(-lq // block_q), -(-lk // block_k), row_ptr.data_ptr(),
-                col_idx.data_ptr() if col_idx.numel() else 0, col_idx.numel())
     with on_device(q):
-        _C.flash_attention_cuda(
-            _tensor4(q), _tensor4(k), _tensor4(v), _tensor4(out), lse.data_ptr(), float(scale), float(softcap),
-            bool(causal), int(window), int(sinks), kv_start.data_ptr() if kv_start is not None else 0,
-            kv_end.data_ptr() if kv_end is not None else 0, float(blasst_log_lambda), mask, stats.data_ptr(),
-            stream_of(q))
+        _C.flash_attention_cuda(*_binding_args(q, k, v, out, lse, row_ptr, col_idx, block_q, block_k, mask_batch,
+                                               mask_heads, kv_start, kv_end, causal, window, sinks, scale, softcap,
+                                               blasst_log_lambda), stats.data_ptr(), stream_of(q))
     return out, lse, stats
 
 
