@@ -114,3 +114,100 @@ def test_bad_input(gen, tmp_path):
     gpt2 = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
     with pytest.raises(ValueError, match="Conv1D"):
         sparsecore.sparsify_(gpt2, sparsecore.WandaConfig(calibration=[torch.zeros(1, 4, dtype=torch.long)]))
+
+
+HEAD_CONFIGS = {
+    "magnitude": lambda cal: sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False, lm_head=True),
+    "nm-fallback": lambda cal: sparsecore.NMConfig(lm_head=True),  # layers may fall back to dense
+    "wanda": lambda cal: sparsecore.WandaConfig(sparsity=0.5, calibration=cal, fallback_to_dense=False,
+                                                progress=False, lm_head=True),
+    "sparsegpt-2:4": lambda cal: sparsecore.SparseGPTConfig(pattern="2:4", calibration=cal, fallback_to_dense=False,
+                                                            progress=False, lm_head=True),
+}
+
+
+@pytest.mark.parametrize("method", list(HEAD_CONFIGS))
+def test_prune_tied_lm_head(method, gen, tmp_path):
+    """lm_head=True prunes the output embedding too: untied from the input embedding (which
+    keeps its dense weights), recorded in the config and the report, saved and loaded apart."""
+    from sparsecore.models.pruned_dir import load_pruned, save_pruned
+
+    model = tiny_llama()
+    embed_before = model.model.embed_tokens.weight.detach().clone()
+    report = sparsecore.sparsify_(model, HEAD_CONFIGS[method](calibration(gen)))
+    assert len(report.layers) == 7 * 3 + 1 and report.layers[-1].name == "lm_head"
+    assert report.layers[-1].sparsity == pytest.approx(0.5, abs=0.01)
+    assert any("lm_head" in n and "untied" in n for n in report.notes) and "note: lm_head" in str(report)
+    assert model.config.tie_word_embeddings is False
+    assert torch.equal(model.model.embed_tokens.weight, embed_before)  # the embedding is not pruned
+    head = model.lm_head
+    head_w = head.weight.detach() if isinstance(head.weight, torch.Tensor) else head.weight.to_dense()
+    assert float((head_w == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
+    if method == "magnitude":  # the kept entries are the tied weights' own values
+        kept = head_w != 0
+        assert torch.equal(head_w[kept], embed_before[kept])
+    ids = torch.randint(0, 96, (2, 10), generator=gen)
+    with torch.no_grad():
+        logits = model(ids).logits
+        hidden = model.model(ids).last_hidden_state
+        torch.testing.assert_close(logits, hidden @ head_w.T, rtol=1e-5, atol=1e-5)
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=_tiny_tokenizer())
+    save_pruned(model, tokenizer, os.path.join(tmp_path, "m"), {"method": method})
+    loaded, _ = load_pruned(os.path.join(tmp_path, "m"))
+    assert loaded.lm_head.weight is not loaded.model.embed_tokens.weight
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, logits)
+
+
+def _tiny_tokenizer():
+    from tokenizers import Tokenizer, models
+    return Tokenizer(models.WordLevel({f"t{i}": i for i in range(96)}, unk_token="t0"))
+
+
+def test_prune_lm_head_failure_leaves_model_tied(gen, monkeypatch):
+    import sparsecore.sparsify as sp
+
+    model = tiny_llama()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("head pruning failed")
+
+    monkeypatch.setattr(sp, "_prune_head_calibrated", boom)
+    with pytest.raises(RuntimeError, match="head pruning failed"):
+        sparsecore.sparsify_(model, sparsecore.WandaConfig(sparsity=0.5, calibration=calibration(gen),
+                                                           progress=False, lm_head=True))
+    assert model.lm_head.weight is model.model.embed_tokens.weight and model.config.tie_word_embeddings
+    assert not any(isinstance(m, SparseLinear) for m in model.modules())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    with pytest.raises(ValueError, match="no nn.Linear output embedding"):
+        sparsecore.sparsify_(torch.nn.Sequential(torch.nn.Linear(8, 8)), sparsecore.MagnitudeConfig(lm_head=True))
+
+
+def test_profile_families_and_dense_twin(gen):
+    from sparsecore.models.profile import FAMILIES, dense_twin, format_profile, module_families, profile_model
+
+    model = tiny_llama()
+    sparsecore.sparsify_(model, sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False, lm_head=True))
+    fam = module_families(model)
+    assert fam[model.lm_head] == "lm_head" and fam[model.model.embed_tokens] == "embedding"
+    assert fam[model.model.layers[0].self_attn.q_proj] == "linears" and fam[model.model.norm] == "norms"
+    assert fam[model.model.layers[0].self_attn] == "attention" and fam[model.model.layers[0].mlp] == "mlp elementwise"
+    twin = dense_twin(model)
+    assert not any(isinstance(m, SparseLinear) for m in twin.modules())
+    assert any(isinstance(m, SparseLinear) for m in model.modules())  # the original is untouched
+    ids = torch.randint(0, 96, (1, 12), generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(ids).logits, model(ids).logits, rtol=1e-5, atol=1e-5)
+    prof = profile_model(model, ids, decode_steps=3, prefill_repeats=1, top_ops=4)
+    for phase in ("decode", "prefill"):
+        p = prof[phase]
+        assert set(p) == set(FAMILIES) | {"total"}
+        assert all(p[f] >= 0 for f in FAMILIES if f != "other") and p["linears"] > 0 and p["lm_head"] > 0
+        assert sum(p[f] for f in FAMILIES) == pytest.approx(p["total"])
+    assert 0 < len(prof["top_ops"]) <= 4
+    text = format_profile({"dense twin": profile_model(twin, ids, decode_steps=2, prefill_repeats=1), "sparse": prof})
+    assert "| lm_head |" in text and "dense twin" in text
+    with pytest.raises(ValueError, match="prompt"):
+        profile_model(model, torch.zeros(5, dtype=torch.long))

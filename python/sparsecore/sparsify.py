@@ -10,8 +10,11 @@ in a real forward pass, not from a warm cache), and turns back to dense (with th
 weights) every layer where the sparse kernel is slower. The returned report says which
 layer got what.
 
-The output embedding (``lm_head``) and weights tied to other modules are left alone
-unless ``filter_fn`` selects them explicitly.
+The output embedding (``lm_head``) and weights tied to other modules are left alone unless
+the config says ``lm_head=True`` (or ``filter_fn`` selects them). A pruned layer whose
+weight was shared (SmolLM2's head is tied to the input embedding) is untied first: the
+embedding keeps the dense weights, ``config.tie_word_embeddings`` becomes False so saving
+and loading keep them apart, and the report says so.
 
 Examples
 --------
@@ -44,6 +47,7 @@ class _Common:
     dtype: torch.dtype | None = None    # stored value dtype (default: the layer's)
     fallback_to_dense: bool = True      # keep a layer dense when sparse is slower
     tune_tokens: int = 1                # batch size the speed comparison uses (1 = decode)
+    lm_head: bool = False               # also prune the output embedding (untied if tied)
 
 
 @dataclass
@@ -110,6 +114,7 @@ class LayerReport:
 @dataclass
 class SparsifyReport:
     layers: list[LayerReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)   # e.g. weights untied to prune them
 
     def __str__(self) -> str:
         lines = [f"{'layer':<40} {'shape':>13} {'sparsity':>8} {'format':>17} {'dense ms':>9} {'sparse ms':>9}"]
@@ -120,7 +125,7 @@ class SparsifyReport:
         lines.append(f"{n_sparse} of {len(self.layers)} layers run sparse; "
                      f"sum of layer times {sum(r.dense_ms for r in self.layers):.3f} ms dense, "
                      f"{sum(min(r.dense_ms, r.sparse_ms) if r.format == 'dense (fallback)' else r.sparse_ms for r in self.layers):.3f} ms as chosen")
-        return "\n".join(lines)
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
 def _magnitude(linear: nn.Linear, config: MagnitudeConfig) -> torch.Tensor:
@@ -271,10 +276,99 @@ def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: boo
     return _choose_kernels(model, chosen, int(tokens), fallback_to_dense, dense_for, lambda name, dense: dense)
 
 
-def _targets(model: nn.Module, filter_fn) -> list[tuple[str, nn.Linear]]:
+def _output_embedding(model: nn.Module) -> nn.Module | None:
+    get_out = getattr(model, "get_output_embeddings", None)
+    return get_out() if callable(get_out) else None
+
+
+def _targets(model: nn.Module, filter_fn, lm_head: bool = False) -> list[tuple[str, nn.Linear]]:
     protected = protected_linears(model) if filter_fn is None else set()
+    head = _output_embedding(model) if lm_head else None
+    if lm_head and not isinstance(head, nn.Linear):
+        raise ValueError(f"lm_head=True but {type(model).__name__} has no nn.Linear output embedding "
+                         f"(get_output_embeddings() gave {type(head).__name__})")
     return [(name, mod) for name, mod in model.named_modules()
-            if isinstance(mod, nn.Linear) and name not in protected and (filter_fn is None or filter_fn(mod, name))]
+            if isinstance(mod, nn.Linear) and (mod is head or name not in protected)
+            and (filter_fn is None or filter_fn(mod, name))]
+
+
+def _shared_weights(model: nn.Module, targets: list[tuple[str, nn.Linear]]) -> set[str]:
+    """Targets whose weight another module also holds (a head tied to the input embedding)."""
+    owners: dict[int, int] = {}
+    for mod in model.modules():
+        for p in mod.parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    return {name for name, lin in targets if owners.get(id(lin.weight), 0) > 1}
+
+
+def _untied_copy(linear: nn.Linear) -> nn.Linear:
+    """A linear with its own copy of ``linear``'s weight and bias (pruning it leaves the original alone)."""
+    w = linear.weight
+    copy = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None, device=w.device,
+                     dtype=w.dtype)
+    with torch.no_grad():
+        copy.weight.copy_(w)
+        if linear.bias is not None:
+            copy.bias.copy_(linear.bias)
+    return copy
+
+
+def _untie_note(model: nn.Module, untied: set[str], report: SparsifyReport) -> SparsifyReport:
+    """Record the untying in the model's config (so saving keeps the weights apart) and the report."""
+    if not untied:
+        return report
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "tie_word_embeddings", False):
+        config.tie_word_embeddings = False
+    for name in sorted(untied):
+        report.notes.append(f"{name} was tied to another module's weight (the input embedding); it was untied "
+                            f"to be pruned: the other module keeps the dense weight, the model holds both")
+    return report
+
+
+def _head_input_stats(model: nn.Module, head: nn.Linear, calibration, make_stats):
+    """Statistics of the output embedding's inputs over the calibration batches, through the
+    (already pruned) model; the hook stops each pass before the logits are computed."""
+    from .pruning.calibration import _Captured
+
+    stats = make_stats(head)
+
+    def hook(_module, args):
+        stats.update(args[0])
+        raise _Captured
+
+    handle = head.register_forward_pre_hook(hook)
+    try:
+        with torch.no_grad():
+            for batch in calibration:
+                try:
+                    model(**batch) if isinstance(batch, dict) else model(batch)
+                except _Captured:
+                    pass
+    finally:
+        handle.remove()
+    return stats
+
+
+def _prune_head_calibrated(model: nn.Module, name: str, head: nn.Linear, config) -> tuple[nn.Linear, torch.Tensor]:
+    """The output embedding pruned with the config's method on its own inputs: (pruned copy, mask)."""
+    from .pruning.calibration import InputStats
+    from .pruning.prune import _wanda_layer
+    from .pruning.sparsegpt import HessianStats, sparsegpt_prune_weight
+
+    pattern = config.pruning_pattern()
+    pattern.check(name, tuple(head.weight.shape))
+    copy = _untied_copy(head)
+    if isinstance(config, SparseGPTConfig):
+        stats = _head_input_stats(model, head, config.calibration, lambda lin: HessianStats(lin.in_features))
+        weight, mask = sparsegpt_prune_weight(copy.weight, stats.hessian, pattern, lazy_batch=config.lazy_batch,
+                                              damp=config.damp)
+    else:
+        stats = _head_input_stats(model, head, config.calibration, lambda lin: InputStats(lin.in_features))
+        weight, mask = _wanda_layer(pattern)(0, name, copy, stats)
+    with torch.no_grad():
+        copy.weight.copy_(weight)
+    return copy, mask
 
 
 def _calibrated_masks(model: nn.Module, config: _Calibrated, filter_fn) -> dict[str, torch.Tensor]:
@@ -383,12 +477,16 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
         return _sparsify_calibrated(model, config, filter_fn)
     pattern = _data_free_pattern(config)
     handler = MASK_HANDLERS[type(config)]
-    targets = _targets(model, filter_fn)
+    targets = _targets(model, filter_fn, config.lm_head)
+    untied = _shared_weights(model, targets)
+    originals = dict(targets)
+    # A shared weight is pruned in a copy: the dense fallback must not prune the other owner.
+    targets = [(name, _untied_copy(lin) if name in untied else lin) for name, lin in targets]
     # Masks and sparse layers first, from the untouched weights: a layer the config cannot
     # handle raises here, before any layer changes.
     masks = {name: handler(linear, config) for name, linear in targets}
     built = {name: _build_sparse(name, linear, masks[name], config, pattern) for name, linear in targets}
-    originals = dict(targets)
+    fallbacks = dict(targets)
     try:
         for name, sparse in built.items():
             _set_child(model, name, sparse)
@@ -398,8 +496,9 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
                 dense.weight.mul_(masks[name].to(dense.weight.dtype))
             return dense
 
-        return _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
-                               lambda name, _sparse: originals[name], commit_dense)
+        report = _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
+                                 lambda name, _sparse: fallbacks[name], commit_dense)
+        return _untie_note(model, untied, report)
     except BaseException:
         for name, linear in originals.items():
             _set_child(model, name, linear)
@@ -408,7 +507,11 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
 
 def _sparsify_calibrated(model: nn.Module, config, filter_fn) -> SparsifyReport:
     pattern = config.pruning_pattern()
-    targets = dict(_targets(model, filter_fn))
+    target_list = _targets(model, filter_fn, config.lm_head)
+    head = _output_embedding(model) if config.lm_head else None
+    head_name = next((n for n, m in target_list if m is head), None)
+    untied = _shared_weights(model, target_list) & {head_name}
+    targets = {n: m for n, m in target_list if n != head_name}
     # The calibrated methods change weights block by block: keep the originals until done.
     saved = {name: (lin, lin.weight.detach().clone(), None if lin.bias is None else lin.bias.detach().clone())
              for name, lin in targets.items()}
@@ -416,12 +519,20 @@ def _sparsify_calibrated(model: nn.Module, config, filter_fn) -> SparsifyReport:
         masks = _calibrated_masks(model, config, filter_fn)
         built = {name: _build_sparse(name, model.get_submodule(name), mask, config, pattern)
                  for name, mask in masks.items()}
+        pruned = {name: saved[name][0] for name in built}
+        if head_name is not None:
+            # The head's inputs come from the pruned blocks (updated in place above), as a
+            # later layer's do in the papers; the head itself is pruned in a copy.
+            pruned[head_name], head_mask = _prune_head_calibrated(model, head_name, head, config)
+            built[head_name] = _build_sparse(head_name, pruned[head_name], head_mask, config, pattern)
         for name, sparse in built.items():
             _set_child(model, name, sparse)
-        pruned = {name: saved[name][0] for name in built}
-        return _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
-                               lambda name, _sparse: pruned[name], lambda name, dense: dense)
+        report = _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
+                                 lambda name, _sparse: pruned[name], lambda name, dense: dense)
+        return _untie_note(model, untied, report)
     except BaseException:
+        if head_name is not None:
+            _set_child(model, head_name, head)
         with torch.no_grad():
             for name, (lin, weight, bias) in saved.items():
                 lin.weight.copy_(weight)

@@ -17,10 +17,13 @@ import json
 
 import torch
 
-from ..models.long_context import apply_method, attention_methods, long_documents, long_perplexity, passkey_accuracy, \
-    skipped_fraction, speed
+from ..models.long_context import apply_method, attention_methods, blasst_attention_speed, long_documents, \
+    long_perplexity, passkey_accuracy, skipped_fraction, speed
 from ..models.recipes import load_model
 
+
+# BLASST's a values timed in the kernel alone on the model's activations (perplexity: the table).
+BLASST_SWEEP = (10.0, 100.0, 300.0, 1000.0)
 
 # The end-to-end speed rows (one prefill of the longest document each: tens of seconds).
 SPEED_METHODS = ("HF SDPA (dense)", "sparsecore dense", "window 1024 + 4 sinks", "top-k 10%", "BLASST a=10",
@@ -51,11 +54,24 @@ def main(args) -> int:
             results["speed"][name] = speed(model, docs[lengths[-1]][0].unsqueeze(0), cache_factory=cache)
         print(f"  {name}: ppl {results['perplexity'].get(name)}, passkey {results['passkey'][name]}, "
               f"speed {results['speed'].get(name)}", flush=True)
+    if not args.no_speed:
+        results["blasst_kernel"] = blasst_attention_speed(model, docs[lengths[-1]][0].unsqueeze(0), BLASST_SWEEP)
     print_tables(results, lengths, pk_lengths, len(depths) * len(seeds))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     return 0
+
+
+def print_blasst_kernel(rows: list[dict], length: int) -> None:
+    print(f"\nBLASST in the attention kernel alone, SmolLM2's own q/k/v of one {length}-token prefill "
+          "(all layers, 2 threads, settings taking turns, median of 3)\n")
+    print("| BLASST a | attention s | tiles skipped | vs sparsecore dense |")
+    print("|---|---|---|---|")
+    for r in rows:
+        a = f"{r['a']:g}" if r["a"] else "off"
+        print(f"| {a} | {r['attention_s']:.2f} | {r['skipped']:.0%} | "
+              f"{r['vs_dense']:.2f}x |")
 
 
 def print_tables(results: dict, lengths, pk_lengths, trials: int) -> None:
@@ -73,6 +89,8 @@ def print_tables(results: dict, lengths, pk_lengths, trials: int) -> None:
     print("|---|" + "---|" * len(pk_lengths))
     for name, row in pk.items():
         print(f"| {name} | " + " | ".join(f"{row[l]:.0%}" for l in pk_lengths) + " |")
+    if results.get("blasst_kernel"):
+        print_blasst_kernel(results["blasst_kernel"], lengths[-1])
     if not sp:
         return
     longest = lengths[-1]

@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allocation", choices=["uniform", "owl"], default="uniform",
                    help="per-layer sparsity: uniform, or OWL's outlier-weighted allocation")
     add_calibration_arguments(p, 32, 512)
+    p.add_argument("--lm-head", action="store_true",
+                   help="also prune the output embedding (lm_head) with the same method and pattern; a head tied to "
+                        "the input embedding is untied (the embedding stays dense; the file holds both)")
     p.add_argument("--output", required=True, help="directory to write (must be new or empty, or --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.set_defaults(fn=run)
@@ -34,13 +37,13 @@ def run(args) -> int:
         raise ValueError(f"--sparsity must be in [0, 1), got {args.sparsity}")
     pattern = Pattern.parse(args.pattern, sparsity=args.sparsity)
     check_positive(calib_seqs=args.calib_seqs, calib_len=args.calib_len)
-    make_config(args.method, pattern, allocation=args.allocation)
+    make_config(args.method, pattern, allocation=args.allocation, lm_head=args.lm_head)
     model, tok = load_model(args.model, DTYPES[args.dtype])
     calibration = None
     if args.method != "magnitude" or args.allocation != "uniform":
         calibration = calibration_batches(tok, args.calib_seqs, args.calib_len)
     config = make_config(args.method, pattern, calibration=calibration, allocation=args.allocation,
-                         fallback_to_dense=False)
+                         fallback_to_dense=False, lm_head=args.lm_head)
     t0 = time.perf_counter()
     report = sparsecore.sparsify_(model, config)
     seconds = time.perf_counter() - t0
@@ -49,8 +52,10 @@ def run(args) -> int:
     recipe = {"method": args.method, "pattern": pattern.describe(), "allocation": args.allocation,
               "calibration": None if calibration is None else f"{args.calib_seqs} x {args.calib_len} tokens",
               "source_model": args.model, "prune_seconds": round(seconds, 1), "linear_sparsity": round(mean, 4),
-              "layers": {r.name: round(r.sparsity, 4) for r in report.layers}}
+              "layers": {r.name: round(r.sparsity, 4) for r in report.layers}, "notes": report.notes}
     save_pruned(model, tok, args.output, recipe, overwrite=args.overwrite)
     print(f"pruned {len(report.layers)} linear layers with {args.method} ({pattern.describe()}, {args.allocation}) "
           f"in {seconds:.0f} s; mean sparsity {mean:.1%}; wrote {args.output}")
+    for note in report.notes:
+        print(f"note: {note}")
     return 0

@@ -94,6 +94,56 @@ def speed(model, prompt: torch.Tensor, *, new_tokens: int = 16, cache_factory=No
     return {"prefill_s": prefill, "decode_s": steps[len(steps) // 2]}
 
 
+def captured_attention_inputs(model, prompt: torch.Tensor) -> list[tuple]:
+    """Every layer's (scale, q, k, v) of one prefill of ``prompt`` on the sparsecore kernel.
+
+    For kernel-level timings on a real model's activations (whose softmax is far from the
+    flat one of random inputs). The model is left on dense sparsecore attention."""
+    from transformers import AttentionInterface
+
+    from ..attention import hf
+
+    captured: list[tuple] = []
+
+    def capture(module, q, k, v, *args, **kwargs):
+        captured.append((kwargs.get("scaling", getattr(module, "scaling", None)), q.clone(), k.clone(), v.clone()))
+        return hf.attention_forward(module, q, k, v, *args, **kwargs)
+
+    sparsify_attention_(model)
+    AttentionInterface.register(hf.NAME, capture)
+    try:
+        with torch.no_grad():
+            model(prompt, use_cache=False)
+    finally:
+        AttentionInterface.register(hf.NAME, hf.attention_forward)
+    return captured
+
+
+def blasst_attention_speed(model, prompt: torch.Tensor, a_values, *, repeats: int = 3) -> list[dict]:
+    """Attention-kernel seconds of one prefill of ``prompt`` (all layers, the model's own q/k/v)
+    dense and under BLASST for each ``a``, settings taking turns; median per setting."""
+    from ..attention import flash_attention
+
+    captured = captured_attention_inputs(model, prompt)
+    settings = [0.0] + [float(a) for a in a_values]
+    times: dict[float, list[float]] = {a: [] for a in settings}
+    skipped: dict[float, float] = {}
+    for _ in range(repeats):
+        for a in settings:
+            total, n_skip, n_all = 0.0, 0, 0
+            for scale, q, k, v in captured:
+                lam = min(1.0, a / k.shape[2]) if a else None
+                t0 = time.perf_counter()
+                _, stats = flash_attention(q, k, v, scale=scale, blasst_lambda=lam, return_stats=True)
+                total += time.perf_counter() - t0
+                n_skip += stats.tiles_skipped
+                n_all += stats.tiles_computed + stats.tiles_skipped
+            times[a].append(total)
+            skipped[a] = n_skip / max(1, n_all)
+    med = {a: sorted(t)[len(t) // 2] for a, t in times.items()}
+    return [{"a": a, "attention_s": med[a], "skipped": skipped[a], "vs_dense": med[0.0] / med[a]} for a in settings]
+
+
 def attention_methods(quick: bool) -> dict:
     """name -> (configs, cache factory); None configs = HF's own SDPA."""
     m = {
@@ -107,11 +157,12 @@ def attention_methods(quick: bool) -> dict:
         "BLASST a=1": ((BLASSTConfig(1.0),), None),
         "BLASST a=10": ((BLASSTConfig(10.0),), None),
         "BLASST a=100": ((BLASSTConfig(100.0),), None),
+        "BLASST a=300": ((BLASSTConfig(300.0),), None),
         "Quest 1/8": ((QuestConfig(budget=0.125),), QuestCache),
         "Quest 1/16": ((QuestConfig(budget=0.0625),), QuestCache),
     }
     if quick:
-        for name in ("window 512 + 4 sinks", "top-k 20%", "BLASST a=100", "Quest 1/16"):
+        for name in ("window 512 + 4 sinks", "top-k 20%", "BLASST a=100", "BLASST a=300", "Quest 1/16"):
             m.pop(name)
     return m
 

@@ -59,11 +59,12 @@ def calibration_batches(tokenizer, sequences: int, length: int) -> list[dict]:
 
 
 def make_config(method: str, pattern: Pattern, *, calibration=None, allocation: str = "uniform",
-                fallback_to_dense: bool = True, tune_tokens: int = 1, progress: bool = True):
-    """The ``sparsify_`` config for a method name and a pattern."""
+                fallback_to_dense: bool = True, tune_tokens: int = 1, progress: bool = True, lm_head: bool = False):
+    """The ``sparsify_`` config for a method name and a pattern (``lm_head``: prune the output
+    embedding too)."""
     from ..sparsify import BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, WandaConfig
 
-    common = {"fallback_to_dense": fallback_to_dense, "tune_tokens": tune_tokens}
+    common = {"fallback_to_dense": fallback_to_dense, "tune_tokens": tune_tokens, "lm_head": lm_head}
     if method not in METHODS:
         raise ValueError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "magnitude":
