@@ -24,6 +24,7 @@ from .formats import BSR, CSR, NM
 from .ops import sparse_linear, spmm
 from .serialization import load_sparse, save_sparse
 from .nn import load_sparse_state_dict
+from .models.interop import export_pretrained, load_pretrained, sparsify_pruned_
 from .sparsify import (BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, SparsifyReport, WandaConfig,
                        select_kernels_, sparsify_)
 from .activation import ActSparseLinear, RSparseConfig, TEALConfig, WINAConfig
@@ -67,6 +68,9 @@ __all__ = [
     "save_sparse",
     "load_sparse",
     "load_sparse_state_dict",
+    "load_pretrained",
+    "export_pretrained",
+    "sparsify_pruned_",
     "MagnitudeConfig",
     "NMConfig",
     "BlockConfig",

@@ -5,7 +5,8 @@ python -m sparsecore.bench activation-quality [--targets 0.3,0.4,0.5,0.6] [--jso
 python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eval-tokens T] [--json PATH]
 python -m sparsecore.bench attention [--quick] [--no-flex] [--no-prefill] [--json PATH]
 python -m sparsecore.bench attention-quality [--quick] [--lengths 2048,4096,8192] [--json PATH]
-python -m sparsecore.bench gpu [--quick] [--no-profile] [--json PATH]"""
+python -m sparsecore.bench gpu [--quick] [--no-profile] [--json PATH]
+python -m sparsecore.bench llmcompressor [--venv DIR] [--methods sparsegpt,wanda] [--patterns 50%,2:4] [--json PATH]"""
 
 from __future__ import annotations
 
@@ -69,6 +70,17 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--no-profile", action="store_true", help="skip the per-kernel torch.profiler table")
     g.add_argument("--json", help="also write the results as JSON here")
     g.set_defaults(module="gpu")
+    lc = sub.add_parser("llmcompressor", help="our SparseGPT/Wanda vs llm-compressor's oneshot on SmolLM2 (needs "
+                                              "the venv of scripts/setup_llmcompressor.sh)")
+    lc.add_argument("--venv", default="build/llmcompressor-venv", help="the llm-compressor venv")
+    lc.add_argument("--methods", default="sparsegpt,wanda")
+    lc.add_argument("--patterns", default="50%,2:4")
+    lc.add_argument("--calib-seqs", type=int, default=32)
+    lc.add_argument("--calib-len", type=int, default=512)
+    lc.add_argument("--eval-tokens", type=int, default=8192)
+    lc.add_argument("--decode-tokens", type=int, default=32)
+    lc.add_argument("--json", help="also write the results as JSON here")
+    lc.set_defaults(module="llmcompressor_peer")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     import importlib
 

@@ -1,4 +1,4 @@
-"""The ``sparsecore`` command line: info, selftest, bench, prune, activate, eval, demo."""
+"""The ``sparsecore`` command line: info, selftest, bench, prune, activate, eval, export, demo."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _cmd_info(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import activate, demo, evaluate, prune
+    from . import activate, demo, evaluate, export, prune
 
     parser = argparse.ArgumentParser(prog="sparsecore", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_arguments(sub.add_parser("prune", help="prune a model and save it compressed"))
     activate.add_arguments(sub.add_parser("activate", help="add activation sparsity (TEAL, WINA, R-Sparse) and save"))
     evaluate.add_arguments(sub.add_parser("eval", help="perplexity and prefill/decode tokens/s of a model"))
+    export.add_arguments(sub.add_parser("export", help="write a model as a plain HF checkpoint (transformers, vLLM)"))
     demo.add_arguments(sub.add_parser("demo", help="end-to-end: prune SmolLM2 several ways, compare, report"))
     return parser
 

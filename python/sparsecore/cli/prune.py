@@ -38,7 +38,7 @@ def run(args) -> int:
     pattern = Pattern.parse(args.pattern, sparsity=args.sparsity)
     check_positive(calib_seqs=args.calib_seqs, calib_len=args.calib_len)
     make_config(args.method, pattern, allocation=args.allocation, lm_head=args.lm_head)
-    model, tok = load_model(args.model, DTYPES[args.dtype])
+    model, tok = load_model(args.model, DTYPES[args.dtype], detect_sparse=False)
     calibration = None
     if args.method != "magnitude" or args.allocation != "uniform":
         calibration = calibration_batches(tok, args.calib_seqs, args.calib_len)

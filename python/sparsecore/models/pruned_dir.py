@@ -24,6 +24,7 @@ from ..serialization import load_sparse, save_sparse
 
 WEIGHTS = "model.safetensors"
 RECIPE = "sparsecore.json"
+EXPORT_MANIFEST = "sparsecore-export.json"  # written by sparsecore.export_pretrained
 _FILES_KEY = "files_written"
 
 
@@ -32,18 +33,21 @@ def is_pruned_dir(path: str) -> bool:
 
 
 def _written_by_sparsecore(path: str) -> bool:
-    """Whether every entry of ``path`` is a file that sparsecore's own manifest lists."""
-    if not is_pruned_dir(path):
-        return False
-    try:
-        with open(os.path.join(path, RECIPE), encoding="utf-8") as fh:
-            listed = json.load(fh).get(_FILES_KEY)
-    except (OSError, ValueError, AttributeError):
-        return False
-    if not isinstance(listed, list):
-        return False
-    allowed = set(listed) | {RECIPE}
-    return all(name in allowed and os.path.isfile(os.path.join(path, name)) for name in os.listdir(path))
+    """Whether every entry of ``path`` is a file that sparsecore's own manifest lists (a
+    pruned directory's ``sparsecore.json`` or an export's ``sparsecore-export.json``)."""
+    for manifest in (RECIPE, EXPORT_MANIFEST):
+        if not os.path.isfile(os.path.join(path, manifest)):
+            continue
+        try:
+            with open(os.path.join(path, manifest), encoding="utf-8") as fh:
+                listed = json.load(fh).get(_FILES_KEY)
+        except (OSError, ValueError, AttributeError):
+            return False
+        if not isinstance(listed, list):
+            return False
+        allowed = set(listed) | {manifest}
+        return all(name in allowed and os.path.isfile(os.path.join(path, name)) for name in os.listdir(path))
+    return False
 
 
 def check_output_dir(path: str, overwrite: bool) -> None:
@@ -63,27 +67,39 @@ def check_output_dir(path: str, overwrite: bool) -> None:
         raise ValueError(f"cannot write to {parent!r}")
 
 
-def save_pruned(model, tokenizer, path: str, recipe: dict, *, overwrite: bool = False) -> None:
-    """Write the pruned model directory atomically (see the module docstring)."""
+def write_model_dir(path: str, write, manifest: str, record: dict, *, overwrite: bool = False) -> None:
+    """Assemble a model directory with ``write(tmp_dir)`` beside ``path``, list what was
+    written in ``manifest``, and rename it into place (see the module docstring)."""
     check_output_dir(path, overwrite)
     parent = os.path.dirname(os.path.abspath(path))
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.", dir=parent)
     try:
-        save_sparse(model, os.path.join(tmp, WEIGHTS))
-        config = model.config
-        # A GGUF-loaded config is flagged as quantized; the saved weights are plain tensors.
-        if getattr(config, "quantization_config", None) is not None:
-            config.quantization_config = None
-        config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        write(tmp)
         written = sorted(os.listdir(tmp))
-        with open(os.path.join(tmp, RECIPE), "w", encoding="utf-8") as fh:
-            json.dump({**recipe, _FILES_KEY: written + [RECIPE]}, fh, indent=2)
+        with open(os.path.join(tmp, manifest), "w", encoding="utf-8") as fh:
+            json.dump({**record, _FILES_KEY: written + [manifest]}, fh, indent=2)
         check_output_dir(path, overwrite)  # nothing appeared there while we were writing
         replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def plain_config(config):
+    """The config to save with plain tensors: a GGUF-loaded config is flagged as quantized."""
+    if getattr(config, "quantization_config", None) is not None:
+        config.quantization_config = None
+    return config
+
+
+def save_pruned(model, tokenizer, path: str, recipe: dict, *, overwrite: bool = False) -> None:
+    """Write the pruned model directory atomically (see the module docstring)."""
+    def write(tmp):
+        save_sparse(model, os.path.join(tmp, WEIGHTS))
+        plain_config(model.config).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    write_model_dir(path, write, RECIPE, recipe, overwrite=overwrite)
 
 
 def load_pruned(path: str, dtype: torch.dtype = torch.float32):

@@ -11,9 +11,11 @@ from ..pruning import METHODS, Pattern
 BUNDLED = "smollm2"
 
 
-def load_model(spec: str = BUNDLED, dtype: torch.dtype = torch.float32):
+def load_model(spec: str = BUNDLED, dtype: torch.dtype = torch.float32, *, detect_sparse: bool = True):
     """(model, tokenizer) from ``"smollm2"`` (the bundled SmolLM2-135M), a GGUF file, or a local HF
-    model directory (config.json + weights). Never downloads."""
+    model directory (config.json + weights). Never downloads. With ``detect_sparse``, an HF
+    directory's already-pruned linears run on the sparsecore kernels (see
+    :func:`sparsecore.load_pretrained`); without it they stay ``nn.Linear`` (to prune further)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .real_data import load_smollm2
@@ -28,7 +30,12 @@ def load_model(spec: str = BUNDLED, dtype: torch.dtype = torch.float32):
         from .pruned_dir import is_pruned_dir, load_pruned
         if is_pruned_dir(spec):
             return load_pruned(spec, dtype)
+        if detect_sparse:  # every pruned layer sparse, as from a pruned directory: callers pick kernels
+            from .interop import load_pretrained
+            return load_pretrained(spec, dtype, fallback_to_dense=False)
+        from .interop import _check_not_legacy_sparse
         from .pruned_dir import _apply_attention_recipe
+        _check_not_legacy_sparse(spec)
         model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype).eval()
         _apply_attention_recipe(model)
         return model, AutoTokenizer.from_pretrained(spec)

@@ -1,0 +1,163 @@
+"""Checkpoints other tools write and read: HF directories whose weights are already pruned.
+
+Since compressed-tensors 0.15 (March 2026) the sparse storage formats (``sparse-bitmask``,
+``sparse-24-bitmask``) are gone from compressed-tensors, transformers (>= 5 requires
+compressed-tensors >= 0.15) and vLLM (which rejects any checkpoint with a ``sparsity_config``
+that targets layers). What llm-compressor 0.14 writes for a pruned model, and what
+transformers and vLLM load, is a plain HF checkpoint whose weights hold the zeros. So:
+
+- :func:`export_pretrained` writes a sparsecore model as exactly that: dense safetensors of
+  the pruned weights (optionally cast to bf16/fp16), ``config.json`` and the tokenizer;
+  ``AutoModelForCausalLM.from_pretrained`` and ``vllm serve`` read it as they read any model.
+- :func:`load_pretrained` reads any model directory: a ``sparsecore prune`` directory, or an
+  HF directory (llm-compressor's output, an export, a model pruned anywhere else) whose
+  already-sparse linears it finds by their zeros and runs on the sparsecore kernels, with
+  the format :func:`sparsecore.sparsify_` would pick (N:M where every group of M inputs
+  holds at most N nonzeros, else CSR) and the same per-layer speed check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from torch import nn
+
+from ..formats.nm import SUPPORTED_M
+from ..pruning import Pattern
+
+# A layer with fewer zeros than this stays dense: below it no sparse kernel beats dense.
+MIN_SPARSITY = 0.3
+
+
+def detect_pattern(weight: torch.Tensor, min_sparsity: float = MIN_SPARSITY) -> Pattern | None:
+    """The sparsity pattern a pruned weight already has: N:M (the smallest M in
+    ``SUPPORTED_M`` whose groups along the input hold at most M/2 nonzeros), else
+    unstructured at its measured sparsity; ``None`` when it is sparser than ``min_sparsity``
+    in neither sense (a dense layer)."""
+    if weight.dim() != 2:
+        raise ValueError(f"expected a 2-D weight, got shape {tuple(weight.shape)}")
+    nonzero = weight.detach() != 0
+    sparsity = 1.0 - nonzero.float().mean().item()
+    if sparsity < min_sparsity:
+        return None
+    rows, cols = nonzero.shape
+    for m in SUPPORTED_M:
+        if m < 4 or cols % m:
+            continue  # 1:2 groups are too short to pay; inputs must split into whole groups
+        n = int(nonzero.reshape(rows, cols // m, m).sum(dim=2).max().item())
+        if 0 < n <= m // 2:
+            return Pattern(nm=(n, m))
+    return Pattern(sparsity=min(sparsity, 0.999))
+
+
+def sparsify_pruned_(model: nn.Module, *, min_sparsity: float = MIN_SPARSITY, tune_tokens: int = 1,
+                     fallback_to_dense: bool = True):
+    """Turn every already-pruned ``nn.Linear`` of ``model`` (the output embedding included
+    when it is untied and sparse) into a :class:`sparsecore.nn.SparseLinear` holding exactly
+    its nonzeros, then keep dense the layers where sparse is slower at ``tune_tokens``.
+    Returns the :class:`sparsecore.SparsifyReport`; the model is unchanged if anything fails."""
+    from ..nn import SparseLinear
+    from ..sparsify import _choose_kernels, _format_for, _set_child, _shared_weights, _targets
+
+    if not 0.0 < float(min_sparsity) < 1.0:
+        raise ValueError(f"min_sparsity must be in (0, 1), got {min_sparsity}")
+    head = getattr(model, "get_output_embeddings", lambda: None)()
+    targets = _targets(model, None, lm_head=isinstance(head, nn.Linear))
+    shared = _shared_weights(model, targets)  # a tied head is the (dense) input embedding: left alone
+    built = {}
+    for name, linear in targets:
+        pattern = None if name in shared else detect_pattern(linear.weight, min_sparsity)
+        if pattern is None:
+            continue
+        fmt = _format_for("auto", pattern, linear.in_features)
+        try:
+            built[name] = (linear, SparseLinear.from_linear(linear, format=fmt, nm=pattern.nm or (2, 4)))
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"layer {name!r} ({linear.out_features}x{linear.in_features}): {exc}") from exc
+    try:
+        for name, (_, sparse) in built.items():
+            _set_child(model, name, sparse)
+        return _choose_kernels(model, [(n, s) for n, (_, s) in built.items()], int(tune_tokens), fallback_to_dense,
+                               lambda name, _sparse: built[name][0], lambda name, dense: dense)
+    except BaseException:
+        for name, (linear, _) in built.items():
+            _set_child(model, name, linear)
+        raise
+
+
+_REMOVED_FORMATS = ("sparse-bitmask", "sparse-24-bitmask", "marlin-24")
+
+
+def _check_not_legacy_sparse(path: str) -> None:
+    """Refuse, with the way out, a checkpoint stored in a sparse format nothing current reads."""
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path!r}: cannot read config.json ({exc})") from exc
+    quant = config.get("quantization_config") or config.get("compression_config") or {}
+    sparsity = quant.get("sparsity_config") if isinstance(quant, dict) else None
+    fmt = sparsity.get("format") if isinstance(sparsity, dict) else None
+    if fmt in _REMOVED_FORMATS:
+        raise ValueError(
+            f"{path!r} stores its weights in compressed-tensors' {fmt!r} format, which compressed-tensors "
+            f"removed in 0.15 (and transformers >= 5 and vLLM with it); decompress it with compressed-tensors "
+            f"<= 0.14.0.1 and transformers 4.x (from_pretrained, then save_pretrained) and load the result")
+
+
+def load_pretrained(path: str, dtype: torch.dtype = torch.float32, *, tune_tokens: int = 1,
+                    min_sparsity: float = MIN_SPARSITY, fallback_to_dense: bool = True):
+    """``(model, tokenizer)`` from a model directory, its sparse layers on the sparsecore kernels:
+    a ``sparsecore prune`` directory (stored compressed) or any HF directory (see the module
+    docstring). Attention recipes saved in ``config.json`` are re-applied. ``tune_tokens`` and
+    ``fallback_to_dense``: as in :func:`sparsecore.sparsify_` (layers where sparse is slower at
+    that batch size stay dense, holding the same pruned weights)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .pruned_dir import _apply_attention_recipe, is_pruned_dir, load_pruned
+
+    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
+        raise ValueError(f"{path!r} is not a model directory (no config.json)")
+    if is_pruned_dir(path):
+        return load_pruned(path, dtype)
+    _check_not_legacy_sparse(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+    sparsify_pruned_(model, min_sparsity=min_sparsity, tune_tokens=tune_tokens, fallback_to_dense=fallback_to_dense)
+    _apply_attention_recipe(model)
+    return model, AutoTokenizer.from_pretrained(path)
+
+
+def directory_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(path, f)) for f in os.listdir(path)
+               if os.path.isfile(os.path.join(path, f)))
+
+
+def export_pretrained(model: nn.Module, tokenizer, path: str, *, dtype: torch.dtype | None = None,
+                      overwrite: bool = False) -> int:
+    """Write ``model`` (sparsecore layers included) as a plain HF checkpoint of its pruned
+    weights at ``path``, cast to ``dtype`` if given; returns the bytes written. The directory
+    is assembled beside ``path`` and renamed into place; ``path`` must be new, empty, or a
+    directory sparsecore wrote. ``model`` itself is not changed. Activation sparsity is a
+    runtime choice and is not stored (its linears are written dense)."""
+    from .._dtypes import VALUE_DTYPES
+    from .profile import dense_twin
+    from .pruned_dir import EXPORT_MANIFEST, plain_config, write_model_dir
+
+    if dtype is not None and dtype not in VALUE_DTYPES:
+        raise TypeError(f"dtype must be None or one of float32, bfloat16, float16, got {dtype}")
+    if not hasattr(model, "save_pretrained") or not hasattr(model, "config"):
+        raise TypeError(f"export_pretrained needs a transformers model, got {type(model).__name__}")
+
+    def write(tmp):
+        twin = dense_twin(model)
+        if dtype is not None:
+            twin = twin.to(dtype)
+        plain_config(twin.config)
+        twin.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    record = {"export": "hf-dense", "dtype": str(dtype or next(model.parameters()).dtype).replace("torch.", "")}
+    write_model_dir(path, write, EXPORT_MANIFEST, record, overwrite=overwrite)
+    return directory_bytes(path)
