@@ -32,7 +32,7 @@ PRUNINGS = {
                                                             fallback_to_dense=False, progress=False),
     "50%+head": lambda gen: sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False, lm_head=True),
 }
-EXPECTED_FORMAT = {"50%": "CSR", "2:4": "NM", "4:8-sparsegpt": "NM", "50%+head": "CSR"}
+EXPECTED_FORMAT = {"50%": "CSR", "2:4": "CSR", "4:8-sparsegpt": "CSR", "50%+head": "CSR"}  # as `prune` stores them
 
 
 @pytest.mark.parametrize("kind", list(PRUNINGS))
@@ -170,3 +170,37 @@ def test_cli_export_and_eval(gen, tmp_path, capsys):
     assert hf.dtype == torch.bfloat16
     assert main(["export", "--model", pruned, "--output", out, "--format", "compressed-tensors"]) == 2
     assert "removed its sparse formats" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["50%", "2:4", "50%+head"])
+def test_save_pretrained_round_trip(kind, gen, tmp_path):
+    """HF save_pretrained of a sparsified model stores the compressed parts; load_pretrained
+    rebuilds the same sparse layers and logits, and reports the directory's size."""
+    model = _pruned(PRUNINGS[kind](gen), gen)
+    d = os.path.join(tmp_path, "saved")
+    model.save_pretrained(d)
+    _tokenizer().save_pretrained(d)
+    loaded, _ = load_pretrained(d, fallback_to_dense=False)
+    names = {n for n, m in model.named_modules() if isinstance(m, SparseLinear)}
+    assert names == {n for n, m in loaded.named_modules() if isinstance(m, SparseLinear)}
+    for n in names:
+        assert type(loaded.get_submodule(n).weight) is type(model.get_submodule(n).weight)
+    ids = torch.randint(0, 96, (2, 9), generator=gen)
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
+    exported = export_pretrained(model, _tokenizer(), os.path.join(tmp_path, "dense"))
+    from sparsecore.models.interop import directory_bytes
+    assert directory_bytes(d) < exported  # compressed parts, not dense pruned weights
+
+
+def test_save_pretrained_with_missing_keys_is_refused(gen, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model = _pruned(PRUNINGS["50%"](gen), gen)
+    d = os.path.join(tmp_path, "saved")
+    model.save_pretrained(d)
+    state = load_file(os.path.join(d, "model.safetensors"))
+    state.pop("model.norm.weight")
+    save_file(state, os.path.join(d, "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="missing"):
+        load_pretrained(d)

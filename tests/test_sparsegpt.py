@@ -140,3 +140,43 @@ def test_model_level_sparsegpt_beats_wanda(kw, gen):
         with torch.no_grad():
             errors[name] = float(((model(held_out) - ref) ** 2).mean())
     assert errors["sparsegpt"] < errors["wanda"], errors
+
+
+class _TwoHeads(torch.nn.Module):
+    """q and k read the same tensor; o reads another (a block shaped like attention)."""
+
+    def __init__(self, share=True):
+        super().__init__()
+        self.q, self.k, self.o = (torch.nn.Linear(8, 8, bias=False) for _ in range(3))
+        self.share = share
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        y = self.q(x) + self.k(x if self.share or self.calls == 1 else x.clone())
+        return self.o(torch.tanh(y))
+
+
+def test_linears_reading_one_tensor_share_their_hessian():
+    from sparsecore.pruning import HessianStats, walk_blocks
+
+    torch.manual_seed(0)
+    block = _TwoHeads()
+    inputs = [((torch.randn(2, 5, 8),), {}) for _ in range(3)]
+    got = {}
+    walk_blocks([block], inputs, lambda lin: HessianStats(lin.in_features), lambda b, lin, st: got.update(st),
+                progress=False)
+    assert got["q"] is got["k"] and got["o"] is not got["q"]
+    x = torch.cat([a[0].reshape(-1, 8) for a, _ in inputs]).double()
+    torch.testing.assert_close(got["k"].hessian, 2 * x.T @ x / x.shape[0])  # counted once, not twice
+    o_in = torch.cat([torch.tanh(block.q(a[0]) + block.k(a[0])).reshape(-1, 8) for a, _ in inputs]).double()
+    torch.testing.assert_close(got["o"].hessian, 2 * o_in.T @ o_in / o_in.shape[0])
+
+
+def test_inconsistent_input_sharing_is_refused():
+    from sparsecore.pruning import HessianStats, walk_blocks
+
+    inputs = [((torch.randn(2, 5, 8),), {}) for _ in range(2)]
+    with pytest.raises(RuntimeError, match="shared its input"):
+        walk_blocks([_TwoHeads(share=False)], inputs, lambda lin: HessianStats(lin.in_features),
+                    lambda b, lin, st: None, progress=False)

@@ -3,8 +3,9 @@ calibration windows, same held-out text, same machine, in one run.
 
 llm-compressor 0.14 pins transformers<=5.17 and compressed-tensors==0.19, so it runs in its
 own venv (``bash scripts/setup_llmcompressor.sh``) through :mod:`llmcompressor_worker`. Both
-tools prune in a child process of their own, so the peak memory (the child's max RSS, model
-load included) and the pruning time (the pruning call alone) are measured the same way.
+tools prune in a child process of their own, so the peak memory (the child's peak RSS,
+VmHWM, model load included) and the pruning time (the pruning call alone) are measured the
+same way.
 llm-compressor's output is a plain checkpoint (sparse formats were removed from
 compressed-tensors in 0.15), which runs dense everywhere on a CPU; the decode columns show
 that speed, the same file loaded by :func:`sparsecore.load_pretrained`, and ours.
@@ -24,32 +25,32 @@ PATTERNS = ("50%", "2:4")
 METHODS = ("sparsegpt", "wanda")
 
 
-def _child(cmd: list[str]) -> tuple[str, float]:
-    """Run ``cmd``; its stdout and its peak RSS in MB (from wait4, this child only)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode:
-            raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}):\n{err.read()[-3000:]}")
-        return out.read(), usage.ru_maxrss / 1024
+def _child(cmd: list[str]) -> str:
+    """Run ``cmd``; its stdout (an error with its stderr's tail if it fails)."""
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+# Runs `sparsecore prune` in a child and prints its peak RSS the way the worker does (VmHWM).
+_PRUNE = ("import sys; from sparsecore.cli import main; rc = main(sys.argv[1:]); "
+          "from sparsecore.bench.llmcompressor_worker import peak_rss_mb; print(peak_rss_mb()); sys.exit(rc)")
 
 
 def _theirs(venv_python: str, model_dir: str, calib: str, method: str, pattern: str, out: str, threads: int):
     worker = os.path.join(os.path.dirname(__file__), "llmcompressor_worker.py")
-    stdout, peak = _child([venv_python, "-P", worker, model_dir, calib, method, pattern, out, str(threads)])
+    stdout = _child([venv_python, "-P", worker, model_dir, calib, method, pattern, out, str(threads)])
     result = json.loads(stdout.strip().splitlines()[-1])
-    return result["seconds"], peak
+    return result["seconds"], result["peak_rss_mb"]
 
 
 def _ours(method: str, pattern: str, out: str, args) -> tuple[float, float]:
-    _, peak = _child([sys.executable, "-m", "sparsecore", "prune", "--method", method, "--pattern",
+    stdout = _child([sys.executable, "-c", _PRUNE, "prune", "--method", method, "--pattern",
                       "unstructured" if pattern == "50%" else pattern, "--sparsity", "0.5",
                       "--calib-seqs", str(args.calib_seqs), "--calib-len", str(args.calib_len), "--output", out])
     with open(os.path.join(out, "sparsecore.json"), encoding="utf-8") as fh:
-        return float(json.load(fh)["prune_seconds"]), peak
+        return float(json.load(fh)["prune_seconds"]), float(stdout.strip().splitlines()[-1])
 
 
 def main(args) -> int:

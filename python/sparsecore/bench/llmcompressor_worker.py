@@ -8,7 +8,6 @@ Prints one JSON line: the seconds ``oneshot`` took and the process's peak RSS.
 """
 
 import json
-import resource
 import sys
 import time
 
@@ -34,8 +33,17 @@ def main(model_dir, calib_path, method, pattern, out_dir, threads):
     seconds = time.perf_counter() - t0
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS since its exec (VmHWM). Not ru_maxrss: Linux carries the
+    forking parent's RSS into it, so a child of a large process would report the parent's."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,11 @@ transformers and vLLM load, is a plain HF checkpoint whose weights hold the zero
   ``AutoModelForCausalLM.from_pretrained`` and ``vllm serve`` read it as they read any model.
 - :func:`load_pretrained` reads any model directory: a ``sparsecore prune`` directory, or an
   HF directory (llm-compressor's output, an export, a model pruned anywhere else) whose
-  already-sparse linears it finds by their zeros and runs on the sparsecore kernels, with
-  the format :func:`sparsecore.sparsify_` would pick (N:M where every group of M inputs
-  holds at most N nonzeros, else CSR) and the same per-layer speed check.
+  already-sparse linears it finds by their zeros (:func:`detect_pattern`: N:M where every
+  group of M inputs holds at most N nonzeros, else unstructured) and runs on the sparsecore
+  kernels in the format ``sparsecore prune`` stores that pattern in (``Pattern.format``:
+  CSR for unstructured and N:M, which measured faster than the N:M kernel at CPU decode),
+  with the same per-layer speed check as :func:`sparsecore.sparsify_`.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def sparsify_pruned_(model: nn.Module, *, min_sparsity: float = MIN_SPARSITY, tu
     its nonzeros, then keep dense the layers where sparse is slower at ``tune_tokens``.
     Returns the :class:`sparsecore.SparsifyReport`; the model is unchanged if anything fails."""
     from ..nn import SparseLinear
-    from ..sparsify import _choose_kernels, _format_for, _set_child, _shared_weights, _targets
+    from ..sparsify import _choose_kernels, _set_child, _shared_weights, _targets
 
     if not 0.0 < float(min_sparsity) < 1.0:
         raise ValueError(f"min_sparsity must be in (0, 1), got {min_sparsity}")
@@ -71,9 +73,8 @@ def sparsify_pruned_(model: nn.Module, *, min_sparsity: float = MIN_SPARSITY, tu
         pattern = None if name in shared else detect_pattern(linear.weight, min_sparsity)
         if pattern is None:
             continue
-        fmt = _format_for("auto", pattern, linear.in_features)
-        try:
-            built[name] = (linear, SparseLinear.from_linear(linear, format=fmt, nm=pattern.nm or (2, 4)))
+        try:  # pattern.format: what `sparsecore prune` stores it as (CSR beats the N:M kernel at CPU decode)
+            built[name] = (linear, SparseLinear.from_linear(linear, format=pattern.format))
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"layer {name!r} ({linear.out_features}x{linear.in_features}): {exc}") from exc
     try:
@@ -107,11 +108,48 @@ def _check_not_legacy_sparse(path: str) -> None:
             f"<= 0.14.0.1 and transformers 4.x (from_pretrained, then save_pretrained) and load the result")
 
 
+def _has_sparse_parts(path: str) -> bool:
+    """Whether the directory's safetensors hold sparsecore's compressed layers (what HF
+    ``save_pretrained`` writes for a sparsified model)."""
+    from safetensors import safe_open
+
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".safetensors"):
+            with safe_open(os.path.join(path, name), framework="pt") as fh:
+                if any(k.endswith(".weight_layout") for k in fh.keys()):
+                    return True
+    return False
+
+
+def _load_saved_sparse(path: str, dtype: torch.dtype):
+    """A ``model.save_pretrained(dir)`` of a sparsified model: built from its config, its
+    sparse layers rebuilt (and validated) from their parts, every other key checked."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ..nn import load_sparse_state_dict
+
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=torch.float32)
+    state = {}
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".safetensors"):
+            state.update(load_file(os.path.join(path, name)))
+    head, embed = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is not None and embed is not None and head.weight is embed.weight:
+        # HF stores a tied head once, under the embedding's name.
+        names = {id(m): n for n, m in model.named_modules()}
+        head_key, embed_key = f"{names[id(head)]}.weight", f"{names[id(embed)]}.weight"
+        if head_key not in state and embed_key in state:
+            state[head_key] = state[embed_key]
+    load_sparse_state_dict(model, state, strict=True)
+    return model.to(dtype).eval()
+
+
 def load_pretrained(path: str, dtype: torch.dtype = torch.float32, *, tune_tokens: int = 1,
                     min_sparsity: float = MIN_SPARSITY, fallback_to_dense: bool = True):
     """``(model, tokenizer)`` from a model directory, its sparse layers on the sparsecore kernels:
-    a ``sparsecore prune`` directory (stored compressed) or any HF directory (see the module
-    docstring). Attention recipes saved in ``config.json`` are re-applied. ``tune_tokens`` and
+    a ``sparsecore prune`` directory (stored compressed), the ``save_pretrained`` directory of
+    a sparsified model (stored compressed), or any HF directory (see the module docstring). Attention recipes saved in ``config.json`` are re-applied. ``tune_tokens`` and
     ``fallback_to_dense``: as in :func:`sparsecore.sparsify_` (layers where sparse is slower at
     that batch size stay dense, holding the same pruned weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -123,8 +161,15 @@ def load_pretrained(path: str, dtype: torch.dtype = torch.float32, *, tune_token
     if is_pruned_dir(path):
         return load_pruned(path, dtype)
     _check_not_legacy_sparse(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
-    sparsify_pruned_(model, min_sparsity=min_sparsity, tune_tokens=tune_tokens, fallback_to_dense=fallback_to_dense)
+    if _has_sparse_parts(path):
+        model = _load_saved_sparse(path, dtype)
+        if fallback_to_dense:
+            from ..sparsify import select_kernels_
+            select_kernels_(model, tune_tokens)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+        sparsify_pruned_(model, min_sparsity=min_sparsity, tune_tokens=tune_tokens,
+                         fallback_to_dense=fallback_to_dense)
     _apply_attention_recipe(model)
     return model, AutoTokenizer.from_pretrained(path)
 

@@ -74,6 +74,39 @@ def _block_output(out):
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+class _SharedFeed:
+    """Feeds each linear's inputs to its stats, once per distinct input tensor: linears that
+    read the very same tensor in a forward call (q/k/v, gate/up) share one stats object, so
+    SparseGPT's X^T X is accumulated once for them, not three times (same numbers, less work).
+    The sharing seen in the first call must hold in every call; anything else raises."""
+
+    def __init__(self, stats: dict[str, object]):
+        self.stats = stats
+        self.owner: dict[str, str] = {}          # linear -> linear whose stats it shares
+        self.call: dict[int, tuple[str, torch.Tensor]] = {}
+        self.seen_in_call: dict[str, str] = {}
+
+    def __call__(self, name: str, x: torch.Tensor) -> None:
+        first = self.call.get(id(x))
+        owner = first[0] if first is not None and first[1] is x else name
+        self.seen_in_call[name] = owner
+        if owner == name:
+            self.call[id(x)] = (name, x)
+            self.stats[name].update(x)
+
+    def end_call(self) -> None:
+        # Linears not called (MoE experts a batch did not route to) are simply absent.
+        for name, owner in self.seen_in_call.items():
+            if self.owner.setdefault(name, owner) != owner:
+                raise RuntimeError(f"calibration: {name!r} shared its input with {owner!r} in one forward call "
+                                   f"but not in another; cannot pool their statistics")
+        self.call.clear()
+        self.seen_in_call = {}
+
+    def resolved(self) -> dict[str, object]:
+        return {name: self.stats[self.owner.get(name, name)] for name in self.stats}
+
+
 def walk_blocks(blocks: list[nn.Module], inputs: list[tuple[tuple, dict]], make_stats: Callable[[nn.Linear], object],
                 visit: Callable[[int, dict[str, nn.Linear], dict[str, object]], None],
                 select: Callable[[int, str, nn.Linear], bool] | None = None,
@@ -90,16 +123,18 @@ def walk_blocks(blocks: list[nn.Module], inputs: list[tuple[tuple, dict]], make_
         linears = {name: mod for name, mod in block.named_modules()
                    if isinstance(mod, nn.Linear) and (select is None or select(b, name, mod))}
         stats = {name: make_stats(mod) for name, mod in linears.items()}
-        handles = [mod.register_forward_pre_hook(lambda _m, args, s=stats[name]: s.update(args[0]))
+        feed = _SharedFeed(stats)
+        handles = [mod.register_forward_pre_hook(lambda _m, args, name=name: feed(name, args[0]))
                    for name, mod in linears.items()]
         try:
             with torch.no_grad():
                 for args, kwargs in inputs:
                     block(*args, **kwargs)
+                    feed.end_call()
         finally:
             for h in handles:
                 h.remove()
-        visit(b, linears, stats)
+        visit(b, linears, feed.resolved())
         with torch.no_grad():
             inputs = [_with_hidden(args, kwargs, _block_output(block(*args, **kwargs))) for args, kwargs in inputs]
 
