@@ -39,6 +39,8 @@ from .models.blocks import find_blocks, protected_linears
 from .formats.nm import SUPPORTED_M
 from .nn import SparseLinear
 from .pruning import Pattern, block_mask, magnitude_mask, nm_mask, prune_model_
+from .pruning.head import prune_head_calibrated as _prune_head_calibrated
+from .pruning.head import shared_weights as _shared_weights, untie_notes, untied_copy as _untied_copy
 
 
 @dataclass
@@ -292,83 +294,9 @@ def _targets(model: nn.Module, filter_fn, lm_head: bool = False) -> list[tuple[s
             and (filter_fn is None or filter_fn(mod, name))]
 
 
-def _shared_weights(model: nn.Module, targets: list[tuple[str, nn.Linear]]) -> set[str]:
-    """Targets whose weight another module also holds (a head tied to the input embedding)."""
-    owners: dict[int, int] = {}
-    for mod in model.modules():
-        for p in mod.parameters(recurse=False):
-            owners[id(p)] = owners.get(id(p), 0) + 1
-    return {name for name, lin in targets if owners.get(id(lin.weight), 0) > 1}
-
-
-def _untied_copy(linear: nn.Linear) -> nn.Linear:
-    """A linear with its own copy of ``linear``'s weight and bias (pruning it leaves the original alone)."""
-    w = linear.weight
-    copy = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None, device=w.device,
-                     dtype=w.dtype)
-    with torch.no_grad():
-        copy.weight.copy_(w)
-        if linear.bias is not None:
-            copy.bias.copy_(linear.bias)
-    return copy
-
-
 def _untie_note(model: nn.Module, untied: set[str], report: SparsifyReport) -> SparsifyReport:
-    """Record the untying in the model's config (so saving keeps the weights apart) and the report."""
-    if not untied:
-        return report
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "tie_word_embeddings", False):
-        config.tie_word_embeddings = False
-    for name in sorted(untied):
-        report.notes.append(f"{name} was tied to another module's weight (the input embedding); it was untied "
-                            f"to be pruned: the other module keeps the dense weight, the model holds both")
+    report.notes.extend(untie_notes(model, untied))
     return report
-
-
-def _head_input_stats(model: nn.Module, head: nn.Linear, calibration, make_stats):
-    """Statistics of the output embedding's inputs over the calibration batches, through the
-    (already pruned) model; the hook stops each pass before the logits are computed."""
-    from .pruning.calibration import _Captured
-
-    stats = make_stats(head)
-
-    def hook(_module, args):
-        stats.update(args[0])
-        raise _Captured
-
-    handle = head.register_forward_pre_hook(hook)
-    try:
-        with torch.no_grad():
-            for batch in calibration:
-                try:
-                    model(**batch) if isinstance(batch, dict) else model(batch)
-                except _Captured:
-                    pass
-    finally:
-        handle.remove()
-    return stats
-
-
-def _prune_head_calibrated(model: nn.Module, name: str, head: nn.Linear, config) -> tuple[nn.Linear, torch.Tensor]:
-    """The output embedding pruned with the config's method on its own inputs: (pruned copy, mask)."""
-    from .pruning.calibration import InputStats
-    from .pruning.prune import _wanda_layer
-    from .pruning.sparsegpt import HessianStats, sparsegpt_prune_weight
-
-    pattern = config.pruning_pattern()
-    pattern.check(name, tuple(head.weight.shape))
-    copy = _untied_copy(head)
-    if isinstance(config, SparseGPTConfig):
-        stats = _head_input_stats(model, head, config.calibration, lambda lin: HessianStats(lin.in_features))
-        weight, mask = sparsegpt_prune_weight(copy.weight, stats.hessian, pattern, lazy_batch=config.lazy_batch,
-                                              damp=config.damp)
-    else:
-        stats = _head_input_stats(model, head, config.calibration, lambda lin: InputStats(lin.in_features))
-        weight, mask = _wanda_layer(pattern)(0, name, copy, stats)
-    with torch.no_grad():
-        copy.weight.copy_(weight)
-    return copy, mask
 
 
 def _calibrated_masks(model: nn.Module, config: _Calibrated, filter_fn) -> dict[str, torch.Tensor]:
@@ -523,7 +451,8 @@ def _sparsify_calibrated(model: nn.Module, config, filter_fn) -> SparsifyReport:
         if head_name is not None:
             # The head's inputs come from the pruned blocks (updated in place above), as a
             # later layer's do in the papers; the head itself is pruned in a copy.
-            pruned[head_name], head_mask = _prune_head_calibrated(model, head_name, head, config)
+            pruned[head_name], head_mask = _prune_head_calibrated(model, head_name, head, config,
+                                                                 sparsegpt=isinstance(config, SparseGPTConfig))
             built[head_name] = _build_sparse(head_name, pruned[head_name], head_mask, config, pattern)
         for name, sparse in built.items():
             _set_child(model, name, sparse)

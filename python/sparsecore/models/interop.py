@@ -61,11 +61,11 @@ def sparsify_pruned_(model: nn.Module, *, min_sparsity: float = MIN_SPARSITY, tu
     its nonzeros, then keep dense the layers where sparse is slower at ``tune_tokens``.
     Returns the :class:`sparsecore.SparsifyReport`; the model is unchanged if anything fails."""
     from ..nn import SparseLinear
-    from ..sparsify import _choose_kernels, _set_child, _shared_weights, _targets
+    from ..sparsify import _choose_kernels, _output_embedding, _set_child, _shared_weights, _targets
 
     if not 0.0 < float(min_sparsity) < 1.0:
         raise ValueError(f"min_sparsity must be in (0, 1), got {min_sparsity}")
-    head = getattr(model, "get_output_embeddings", lambda: None)()
+    head = _output_embedding(model)
     targets = _targets(model, None, lm_head=isinstance(head, nn.Linear))
     shared = _shared_weights(model, targets)  # a tied head is the (dense) input embedding: left alone
     built = {}
