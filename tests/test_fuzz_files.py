@@ -30,7 +30,7 @@ def saved(tmp_path_factory):
     files = {}
     for name, cfg in {"csr": MagnitudeConfig(sparsity=0.5, fallback_to_dense=False),
                       "csr-indices": MagnitudeConfig(sparsity=0.97, fallback_to_dense=False),
-                      "nm": NMConfig(fallback_to_dense=False)}.items():
+                      "nm": NMConfig(fallback_to_dense=False, format="nm")}.items():
         model = model_fn()
         sparsecore.sparsify_(model, cfg)
         path = str(d / f"{name}.safetensors")

@@ -32,7 +32,8 @@ PRUNINGS = {
                                                             fallback_to_dense=False, progress=False),
     "50%+head": lambda gen: sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False, lm_head=True),
 }
-EXPECTED_FORMAT = {"50%": "CSR", "2:4": "CSR", "4:8-sparsegpt": "CSR", "50%+head": "CSR"}  # as `prune` stores them
+# N:M layers run in the N:M kernel or as CSR, whichever measured faster; unstructured as CSR.
+EXPECTED_FORMATS = {"50%": {"CSR"}, "2:4": {"NM", "CSR"}, "4:8-sparsegpt": {"NM", "CSR"}, "50%+head": {"CSR"}}
 
 
 @pytest.mark.parametrize("kind", list(PRUNINGS))
@@ -60,8 +61,7 @@ def test_export_reads_back_in_transformers_and_sparsecore(kind, save_dtype, gen,
     # sparsecore finds the pruned layers again, in the format the pattern runs in.
     loaded, _ = load_pretrained(out, fallback_to_dense=False)
     layers = [m for m in loaded.modules() if isinstance(m, SparseLinear)]
-    assert len({type(m.weight).__name__ for m in layers}) == 1
-    assert type(layers[0].weight).__name__ == EXPECTED_FORMAT[kind]
+    assert {type(m.weight).__name__ for m in layers} <= EXPECTED_FORMATS[kind]
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, got, rtol=1e-5, atol=1e-5)
     if kind == "50%+head":

@@ -16,8 +16,8 @@ from sparsecore.nn import SparseLinear
 CONFIGS = {
     "csr": MagnitudeConfig(sparsity=0.6, fallback_to_dense=False),
     "csr-bitmap": MagnitudeConfig(sparsity=0.4, fallback_to_dense=False),
-    "bsr": BlockConfig(sparsity=0.5, blocksize=(8, 8), fallback_to_dense=False),
-    "nm": NMConfig(n=2, m=4, fallback_to_dense=False),
+    "bsr": BlockConfig(sparsity=0.5, blocksize=(8, 8), fallback_to_dense=False, format="bsr"),
+    "nm": NMConfig(n=2, m=4, fallback_to_dense=False, format="nm"),
 }
 
 

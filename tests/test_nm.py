@@ -133,7 +133,7 @@ def test_sparse_linear_sparsify_and_save_load(gen, tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(64, 96), torch.nn.ReLU(), torch.nn.Linear(96, 32))
     ref = torch.nn.Sequential(*[torch.nn.Linear(64, 96), torch.nn.ReLU(), torch.nn.Linear(96, 32)])
     ref.load_state_dict(model.state_dict())
-    report = sparsecore.sparsify_(model, sparsecore.NMConfig(fallback_to_dense=False))
+    report = sparsecore.sparsify_(model, sparsecore.NMConfig(fallback_to_dense=False, format="nm"))
     assert [r.format for r in report.layers] == ["nm", "nm"]
     for lin, dense in ((model[0], ref[0]), (model[2], ref[2])):
         assert isinstance(lin, SparseLinear) and isinstance(lin.weight, NM)

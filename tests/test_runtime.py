@@ -1,7 +1,9 @@
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 import sparsecore
 from conftest import REQUIRED_ISAS
@@ -64,3 +66,64 @@ def test_cli_info_and_selftest():
     out = subprocess.run([sys.executable, "-m", "sparsecore.selftest"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "selftest PASSED" in out.stdout and "FAIL " not in out.stdout
+
+
+def test_spin_setting_and_env():
+    before = sparsecore.get_spin_us()
+    try:
+        sparsecore.set_spin_us(1234)
+        assert sparsecore.get_spin_us() == 1234
+        sparsecore.set_spin_us(-1)
+        assert sparsecore.get_spin_us() == 200
+    finally:
+        sparsecore.set_spin_us(before)
+    code = "import sparsecore; print(sparsecore.get_spin_us())"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SPARSECORE_SPIN_US": "5000"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "5000"
+
+
+class HoldProbe(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = sparsecore.nn.SparseLinear.from_linear(torch.nn.Linear(32, 8), torch.rand(8, 32) > 0.5)
+        self.seen = []
+
+    def forward(self, x, fail=False):
+        self.seen.append(sparsecore._native._C.thread_holds())
+        if fail:
+            raise RuntimeError("boom")
+        return self.lin(x)
+
+
+def test_threads_held_during_forward_and_released_on_error():
+    import copy
+    import io
+
+    from sparsecore._native import _C
+
+    model = HoldProbe()
+    start = _C.thread_holds()
+    assert start == 0  # no forward in flight
+    assert sparsecore.hold_threads_during_forward(model) is True
+    assert sparsecore.hold_threads_during_forward(model) is False  # idempotent
+    x = torch.randn(3, 32)
+    want = model.lin(x)
+    torch.testing.assert_close(model(x), want)
+    assert model.seen == [start + 1] and _C.thread_holds() == start
+    with pytest.raises(RuntimeError, match="boom"):
+        model(x, fail=True)
+    assert _C.thread_holds() == start  # released although the forward raised
+    with sparsecore.runtime.threads_held():
+        assert _C.thread_holds() == 1
+    _C.hold_threads(False)  # an unmatched release never goes below zero
+    assert _C.thread_holds() == 0
+    # The hooks are plain functions: the model still deep-copies and pickles whole.
+    clone = copy.deepcopy(model)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    for m in (clone, loaded):
+        torch.testing.assert_close(m(x), want)
+        assert _C.thread_holds() == start

@@ -46,7 +46,7 @@ def test_round_trip_identical_and_smaller(dtype, sparsity, tmp_path, gen):
 
 def test_bsr_round_trip(tmp_path, gen):
     model = model_fn()
-    sparsify_(model, BlockConfig(sparsity=0.5, blocksize=(8, 8), fallback_to_dense=False))
+    sparsify_(model, BlockConfig(sparsity=0.5, blocksize=(8, 8), fallback_to_dense=False, format="bsr"))
     path = str(tmp_path / "b.safetensors")
     save_sparse(model, path)
     fresh = load_sparse(model_fn(), path)

@@ -15,9 +15,11 @@ def small_model(gen):
 
 @pytest.mark.parametrize("config,expected,fmt", [
     (MagnitudeConfig(sparsity=0.7, fallback_to_dense=False), 0.7, "csr"),
-    (NMConfig(n=2, m=4, fallback_to_dense=False), 0.5, "nm"),
+    (NMConfig(n=2, m=4, fallback_to_dense=False, format="nm"), 0.5, "nm"),
+    (NMConfig(n=2, m=4, fallback_to_dense=False), 0.5, ("nm", "csr")),  # auto: the faster, measured
     (NMConfig(n=2, m=4, fallback_to_dense=False, format="csr"), 0.5, "csr"),
-    (BlockConfig(sparsity=0.5, blocksize=(16, 16), fallback_to_dense=False), 0.5, "bsr"),
+    (BlockConfig(sparsity=0.5, blocksize=(16, 16), fallback_to_dense=False, format="bsr"), 0.5, "bsr"),
+    (BlockConfig(sparsity=0.5, blocksize=(16, 16), fallback_to_dense=False), 0.5, ("bsr", "csr")),
 ])
 def test_sparsify_converts_and_matches_fake_sparse(config, expected, fmt, gen):
     model = small_model(gen)
@@ -27,7 +29,8 @@ def test_sparsify_converts_and_matches_fake_sparse(config, expected, fmt, gen):
     assert len(report.layers) == 3
     for layer in report.layers:
         assert layer.sparsity == pytest.approx(expected, abs=0.02)
-        assert layer.format == fmt
+        assert layer.format in (fmt if isinstance(fmt, tuple) else (fmt,))
+        assert type(model[int(layer.name)].weight).__name__.lower() == layer.format
     assert all(isinstance(model[i], SparseLinear) for i in (0, 2, 4))
     fake = small_model(gen)
     with torch.no_grad():
@@ -51,6 +54,41 @@ def test_filter_fn_and_fallback(gen):
         w = model[int(r.name)].weight
         w = w.to_dense() if converted else w
         assert float((w == 0).float().mean()) >= 0.5
+
+
+@pytest.mark.parametrize("fastest", ["NM", "CSR", "dense"])
+def test_auto_format_keeps_the_measured_fastest(fastest, gen, monkeypatch):
+    """format="auto" times N:M weights in the N:M kernel and as CSR (same entries) and keeps
+    what the clock says; an explicit format or reformat=False is never changed."""
+    import sparsecore.sparsify as sp
+
+    def fake_times(layers, inputs, reps=5):
+        kind = lambda m: type(m.weight).__name__ if isinstance(m, SparseLinear) else "dense"
+        return [0.5 if kind(m) == fastest else 1.0 for m in layers]
+
+    monkeypatch.setattr(sp, "_times_in_forward_order", fake_times)
+    model = small_model(gen)
+    x = torch.randn(3, 64, generator=gen)
+    report = sparsify_(model, NMConfig(n=2, m=4))
+    expected = {"NM": "nm", "CSR": "csr", "dense": "dense (fallback)"}[fastest]
+    assert [r.format for r in report.layers] == [expected] * 3
+    fake = small_model(gen)
+    with torch.no_grad():
+        for i in (0, 2, 4):
+            w = model[i].weight
+            fake[i].weight.copy_(w.to_dense() if isinstance(model[i], SparseLinear) else w)
+            if fastest != "dense":
+                assert type(w).__name__ == fastest
+                assert (w.to_dense().reshape(-1, 4) != 0).sum(-1).max() <= 2
+        torch.testing.assert_close(model(x), fake(x), rtol=1e-5, atol=1e-5)
+    kept = small_model(gen)
+    sparsify_(kept, NMConfig(n=2, m=4, format="nm", fallback_to_dense=False))
+    if fastest == "CSR":
+        assert all(type(kept[i].weight).__name__ == "NM" for i in (0, 2, 4))
+        sp.select_kernels_(kept, reformat=False)
+        assert all(type(kept[i].weight).__name__ == "NM" for i in (0, 2, 4))
+        sp.select_kernels_(kept)
+        assert all(type(kept[i].weight).__name__ == "CSR" for i in (0, 2, 4))
 
 
 def test_bad_configs(gen):

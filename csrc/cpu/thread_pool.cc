@@ -47,8 +47,10 @@ class Pool {
         // mutexes and condition variable may be in any state. Start over (the
         // old object is abandoned, not destroyed: its members may be locked).
         const int threads = g_pool->threads();
+        const int spin = g_pool->spin_us();
         g_pool = new Pool();
         g_pool->threads_.store(threads);
+        g_pool->spin_us_.store(spin);
         t_in_pool = false;
       });
 #endif
@@ -63,6 +65,19 @@ class Pool {
     if (n <= 0) n = default_threads();
     threads_.store(n);
   }
+  int spin_us() const { return spin_us_.load(std::memory_order_relaxed); }
+  // Nested holds (one per model forward in flight); never below zero.
+  void hold(bool on) {
+    if (on) {
+      hold_.fetch_add(1, std::memory_order_acq_rel);
+    } else {
+      int h = hold_.load(std::memory_order_acquire);
+      while (h > 0 && !hold_.compare_exchange_weak(h, h - 1, std::memory_order_acq_rel)) {
+      }
+    }
+  }
+  int holds() const { return hold_.load(std::memory_order_acquire); }
+  void set_spin_us(int us) { spin_us_.store(us < 0 ? default_spin_us() : us, std::memory_order_relaxed); }
 
   Status run(int64_t num_tasks, void (*fn)(void*, int64_t), void* ctx) {
     Job job;
@@ -112,7 +127,18 @@ class Pool {
   }
 
  private:
-  Pool() { threads_.store(default_threads()); }
+  Pool() {
+    threads_.store(default_threads());
+    spin_us_.store(default_spin_us());
+  }
+
+  static int default_spin_us() {
+    if (const char* env = std::getenv("SPARSECORE_SPIN_US")) {
+      const int us = std::atoi(env);
+      if (us >= 0) return us;
+    }
+    return 200;
+  }
 
   static int default_threads() {
     if (const char* env = std::getenv("SPARSECORE_NUM_THREADS")) {
@@ -150,10 +176,20 @@ class Pool {
     t_in_pool = true;
     uint64_t seen = generation_.load(std::memory_order_acquire);
     for (;;) {
-      // Spin briefly: decode steps call back within microseconds, and a
-      // condition-variable wake-up costs tens of them.
-      auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(200);
-      while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < spin_until) {
+      // Spin before sleeping: decode steps call back within microseconds, and a
+      // condition-variable wake-up costs tens of them. spin_us_ bounds the spin;
+      // while a model forward is in flight (hold_ > 0, set by forward hooks) the
+      // worker spins until the next job. After the first microseconds the spin
+      // yields, so a runnable thread (torch's own ops) gets the core. Measured:
+      // docs/results.md, "The thread pool's spin".
+      const auto start = std::chrono::steady_clock::now();
+      const auto spin_until = start + std::chrono::microseconds(spin_us());
+      const auto pause_until = start + std::chrono::microseconds(20);
+      for (;;) {
+        if (generation_.load(std::memory_order_acquire) != seen) break;
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= spin_until && hold_.load(std::memory_order_acquire) <= 0) break;
+        if (now >= pause_until) std::this_thread::yield();
       }
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
@@ -169,6 +205,8 @@ class Pool {
   }
 
   std::atomic<int> threads_{1};
+  std::atomic<int> spin_us_{200};
+  std::atomic<int> hold_{0};
   std::atomic<bool> busy_{false};
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -191,4 +229,8 @@ Status parallel_for(int64_t num_tasks, void (*fn)(void*, int64_t), void* ctx) {
 namespace sparsecore {
 int cpu_num_threads() { return cpu::Pool::get().threads(); }
 void cpu_set_num_threads(int n) { cpu::Pool::get().set_threads(n); }
+int cpu_spin_us() { return cpu::Pool::get().spin_us(); }
+void cpu_set_spin_us(int us) { cpu::Pool::get().set_spin_us(us); }
+void cpu_hold_threads(bool on) { cpu::Pool::get().hold(on); }
+int cpu_thread_holds() { return cpu::Pool::get().holds(); }
 }  // namespace sparsecore

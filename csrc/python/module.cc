@@ -60,6 +60,10 @@ void register_runtime(py::module_& m) {
   m.def("get_cpu_isa", [] { return std::string(cpu_isa_name(cpu_isa_selected())); });
   m.def("set_num_threads", &cpu_set_num_threads);
   m.def("get_num_threads", &cpu_num_threads);
+  m.def("set_spin_us", &cpu_set_spin_us);
+  m.def("get_spin_us", &cpu_spin_us);
+  m.def("hold_threads", &cpu_hold_threads);
+  m.def("thread_holds", &cpu_thread_holds);
   m.def("bitmap_row_bytes", [](int64_t cols) { return bitmap_row_bytes(cols); });
   m.def("cuda_device_check", &cuda_device_check);
 }

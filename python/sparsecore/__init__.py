@@ -28,15 +28,18 @@ from .models.interop import export_pretrained, load_pretrained, sparsify_pruned_
 from .sparsify import (BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, SparsifyReport, WandaConfig,
                        select_kernels_, sparsify_)
 from .activation import ActSparseLinear, RSparseConfig, TEALConfig, WINAConfig
-from .attention import (BLASSTConfig, QuestCache, QuestConfig, StaticAttentionConfig, TopKAttentionConfig,
-                        flash_attention, sparsify_attention_)
+from .attention import (BLASSTConfig, GrowingCache, QuestCache, QuestConfig, StaticAttentionConfig,
+                        TopKAttentionConfig, flash_attention, sparsify_attention_)
 from .runtime import (
     available_cpu_isas,
     cpu_isa,
     get_num_threads,
+    get_spin_us,
+    hold_threads_during_forward,
     info,
     set_cpu_isa,
     set_num_threads,
+    set_spin_us,
     use_cpu_isa,
 )
 
@@ -50,6 +53,7 @@ __all__ = [
     "TopKAttentionConfig",
     "BLASSTConfig",
     "QuestConfig",
+    "GrowingCache",
     "QuestCache",
     "ActSparseLinear",
     "TEALConfig",
@@ -82,4 +86,7 @@ __all__ = [
     "use_cpu_isa",
     "set_num_threads",
     "get_num_threads",
+    "set_spin_us",
+    "get_spin_us",
+    "hold_threads_during_forward",
 ]

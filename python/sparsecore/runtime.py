@@ -57,3 +57,49 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return _C.get_num_threads()
+
+
+def set_spin_us(us: int) -> None:
+    """Microseconds an idle kernel thread spins before it sleeps (us < 0 restores the default:
+    SPARSECORE_SPIN_US or 200). Longer spins save a wake-up between closely spaced kernel
+    calls; after 20 us the spin yields its core to any runnable thread (torch's own ops).
+    Measured on decode: ``python -m sparsecore.bench spin`` (docs/results.md)."""
+    _C.set_spin_us(int(us))
+
+
+def get_spin_us() -> int:
+    return _C.get_spin_us()
+
+
+@contextlib.contextmanager
+def threads_held() -> Iterator[None]:
+    """Inside, idle kernel threads keep spinning (yielding their core to any runnable thread)
+    instead of sleeping after ``spin_us``: the ~200 kernel calls of a decode step then pay
+    no wake-up. Nests; what :func:`hold_threads_during_forward` puts around a forward."""
+    _C.hold_threads(True)
+    try:
+        yield
+    finally:
+        _C.hold_threads(False)
+
+
+def _hold(module, args) -> None:
+    _C.hold_threads(True)
+
+
+def _release(module, args, output) -> None:
+    _C.hold_threads(False)
+
+
+def hold_threads_during_forward(model) -> bool:
+    """Register forward hooks on ``model`` that hold the kernel threads (:func:`threads_held`)
+    while its forward runs, released even if it raises. Idempotent (returns False if the
+    hooks were there already). Opt-in: on this project's 2-core machine it measured the same
+    as the default 200 us spin (``python -m sparsecore.bench spin``); machines whose
+    wake-ups cost more may gain. The hooks are module-level functions, so the model still
+    pickles and deep-copies."""
+    if _hold in model._forward_pre_hooks.values():
+        return False
+    model.register_forward_pre_hook(_hold)
+    model.register_forward_hook(_release, always_call=True)
+    return True

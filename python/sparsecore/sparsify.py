@@ -36,6 +36,7 @@ from torch import nn
 
 from ._dtypes import VALUE_DTYPES
 from .models.blocks import find_blocks, protected_linears
+from .formats import BSR, CSR, NM
 from .formats.nm import SUPPORTED_M
 from .nn import SparseLinear
 from .pruning import Pattern, block_mask, magnitude_mask, nm_mask, prune_model_
@@ -45,7 +46,7 @@ from .pruning.head import shared_weights as _shared_weights, untie_notes, untied
 
 @dataclass
 class _Common:
-    format: str = "auto"                # "auto" (by pattern), "csr", "bsr" or "nm"
+    format: str = "auto"                # "auto" (fastest measured), "csr", "bsr" or "nm"
     dtype: torch.dtype | None = None    # stored value dtype (default: the layer's)
     fallback_to_dense: bool = True      # keep a layer dense when sparse is slower
     tune_tokens: int = 1                # batch size the speed comparison uses (1 = decode)
@@ -163,8 +164,9 @@ def _data_free_pattern(config) -> Pattern:
 
 
 def _format_for(requested: str, pattern: Pattern, in_features: int) -> str:
-    """The weight format a pattern runs in: N:M patterns in the N:M kernels (when the
-    input dimension divides into groups), blocks as BSR, the rest as CSR."""
+    """The weight format a pattern is built in: N:M patterns in the N:M kernels (when the
+    input dimension divides into groups), blocks as BSR, the rest as CSR. With "auto",
+    ``_choose_kernels`` then also times the same nonzeros as CSR and keeps the faster."""
     if requested != "auto":
         if requested == "nm" and pattern.nm is None:
             raise ValueError(f"format 'nm' needs an N:M pattern, got {pattern.describe()}")
@@ -235,34 +237,61 @@ def _dense_twin(sparse: SparseLinear) -> nn.Linear:
     return dense.requires_grad_(False)
 
 
+def _other_formats(sparse: SparseLinear) -> list[SparseLinear]:
+    """The same stored entries in the other formats that can run them: an N:M or BSR weight
+    also as CSR (which beats the N:M kernel at CPU decode on narrow layers, for example;
+    which one wins depends on the machine, the shape and the batch, so it is measured)."""
+    weight = sparse.weight
+    if not isinstance(weight, (NM, BSR)):
+        return []
+    csr = CSR.from_dense(weight.to_dense(), mask=weight.stored_mask())
+    return [SparseLinear(csr, sparse.bias)]
+
+
+def _fastest(layers: list[list[nn.Module]], inputs: list[torch.Tensor]) -> list[tuple[int, float]]:
+    """For each layer's candidates (same function, different kernels), the index and median
+    ms of the fastest; round r times the r-th candidate of every layer in forward order."""
+    times = [[] for _ in layers]
+    for r in range(max(len(c) for c in layers)):
+        idx = [i for i, c in enumerate(layers) if len(c) > r]
+        for i, ms in zip(idx, _times_in_forward_order([layers[i][r] for i in idx], [inputs[i] for i in idx])):
+            times[i].append(ms)
+    return [min(enumerate(t), key=lambda it: it[1]) for t in times]
+
+
 def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], tokens: int, fallback: bool,
                     dense_for: Callable[[str, SparseLinear], nn.Linear],
-                    commit_dense: Callable[[str, nn.Linear], nn.Linear]) -> SparsifyReport:
-    """Time the layers dense and sparse group by group (see _GROUP_BYTES) and swap in
-    ``commit_dense(name, dense)`` where dense is faster."""
+                    commit_dense: Callable[[str, nn.Linear], nn.Linear], reformat: bool = False) -> SparsifyReport:
+    """Time the layers dense and sparse group by group (see _GROUP_BYTES), with ``reformat``
+    also in their other formats (``_other_formats``); keep each layer's fastest sparse form
+    and swap in ``commit_dense(name, dense)`` where dense is faster still."""
     report = SparsifyReport()
     for group in _groups(chosen):
         dense = [dense_for(name, sparse) for name, sparse in group]
         inputs = [torch.randn(int(tokens), d.in_features, dtype=d.weight.dtype, device=d.weight.device) for d in dense]
         dense_ms = _times_in_forward_order(dense, inputs)
-        sparse_ms = _times_in_forward_order([s for _, s in group], inputs)
-        for (name, sparse), twin, d_ms, s_ms in zip(group, dense, dense_ms, sparse_ms):
+        candidates = [[sparse] + (_other_formats(sparse) if reformat else []) for _, sparse in group]
+        for (name, sparse), twin, d_ms, cands, (best, s_ms) in zip(group, dense, dense_ms, candidates,
+                                                                    _fastest(candidates, inputs)):
             keep_dense = fallback and s_ms > d_ms
             if keep_dense:
                 _set_child(model, name, commit_dense(name, twin))
-            fmt = "dense (fallback)" if keep_dense else type(sparse.weight).__name__.lower()
+            elif best:
+                _set_child(model, name, cands[best])
+            fmt = "dense (fallback)" if keep_dense else type(cands[best].weight).__name__.lower()
             report.layers.append(LayerReport(name, (sparse.out_features, sparse.in_features), 1.0 - sparse.density,
                                              fmt, d_ms, s_ms))
-        del dense, inputs
+        del dense, inputs, candidates
     return report
 
 
 def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: bool = True,
-                    names: list[str] | None = None, dense_layers: dict[str, nn.Linear] | None = None
-                    ) -> SparsifyReport:
+                    names: list[str] | None = None, dense_layers: dict[str, nn.Linear] | None = None,
+                    reformat: bool = True) -> SparsifyReport:
     """Time every :class:`SparseLinear` of ``model`` (or those in ``names``) against its dense
     equivalent at ``tokens`` tokens and, with ``fallback_to_dense``, swap in the dense layer
-    where it is faster. Returns the report. Use it after :func:`sparsecore.load_sparse` to pick
+    where it is faster. With ``reformat``, N:M and BSR weights are also timed as CSR (the
+    same stored entries) and the faster form is kept. Returns the report. Use it after :func:`sparsecore.load_sparse` to pick
     kernels for the machine and batch size at hand. ``dense_layers`` (name -> pruned
     ``nn.Linear``) gives the dense versions to compare with and fall back to; by default they
     are rebuilt from the sparse weights, one group of layers (~96 MiB) at a time, never a
@@ -275,7 +304,8 @@ def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: boo
     def dense_for(name, sparse):
         return dense_layers[name] if dense_layers and name in dense_layers else _dense_twin(sparse)
 
-    return _choose_kernels(model, chosen, int(tokens), fallback_to_dense, dense_for, lambda name, dense: dense)
+    return _choose_kernels(model, chosen, int(tokens), fallback_to_dense, dense_for, lambda name, dense: dense,
+                           reformat=reformat)
 
 
 def _output_embedding(model: nn.Module) -> nn.Module | None:
@@ -425,7 +455,8 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
             return dense
 
         report = _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
-                                 lambda name, _sparse: fallbacks[name], commit_dense)
+                                 lambda name, _sparse: fallbacks[name], commit_dense,
+                                 reformat=config.format == "auto")
         return _untie_note(model, untied, report)
     except BaseException:
         for name, linear in originals.items():
@@ -457,7 +488,8 @@ def _sparsify_calibrated(model: nn.Module, config, filter_fn) -> SparsifyReport:
         for name, sparse in built.items():
             _set_child(model, name, sparse)
         report = _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
-                                 lambda name, _sparse: pruned[name], lambda name, dense: dense)
+                                 lambda name, _sparse: pruned[name], lambda name, dense: dense,
+                                 reformat=config.format == "auto")
         return _untie_note(model, untied, report)
     except BaseException:
         if head_name is not None:

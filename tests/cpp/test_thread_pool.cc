@@ -1,6 +1,6 @@
 // The CPU thread pool: a task that throws becomes a Status (the process lives
 // on and the pool keeps working), nested calls from inside a task run inline,
-// and every task runs exactly once.
+// and every task runs exactly once, whatever the spin policy.
 #include <atomic>
 #include <new>
 #include <stdexcept>
@@ -44,6 +44,30 @@ int main() {
   CHECK(cpu::guarded([]() -> Status { throw std::bad_alloc(); }) == Status::kOutOfMemory, "guarded bad_alloc");
   CHECK(cpu::guarded([]() -> Status { throw 42; }) == Status::kInternalError, "guarded other");
   CHECK(cpu::guarded([] { return Status::kOk; }) == Status::kOk, "guarded ok");
+  // Spin settings and holds: every spin length (none, the default, held workers
+  // that never sleep between jobs) runs every task once; holds nest and never
+  // go below zero.
+  for (int spin : {0, 200, 5000}) {
+    cpu_set_spin_us(spin);
+    CHECK(cpu_spin_us() == spin, "spin %d read back as %d", spin, cpu_spin_us());
+    for (int held = 0; held < 2; ++held) {
+      if (held) cpu_hold_threads(true);
+      for (int rep = 0; rep < 50; ++rep) {
+        std::atomic<int64_t> sum{0};
+        s = cpu::parallel_for(37, [&](int64_t t) { sum += t; });
+        CHECK(s == Status::kOk && sum == 37 * 36 / 2, "spin %d held %d: status %d sum %lld", spin, held, int(s),
+              (long long)sum.load());
+      }
+      if (held) cpu_hold_threads(false);
+    }
+  }
+  cpu_hold_threads(true);
+  cpu_hold_threads(true);
+  CHECK(cpu_thread_holds() == 2, "two holds read as %d", cpu_thread_holds());
+  for (int i = 0; i < 3; ++i) cpu_hold_threads(false);
+  CHECK(cpu_thread_holds() == 0, "holds after three releases: %d", cpu_thread_holds());
+  cpu_set_spin_us(-1);
+  CHECK(cpu_spin_us() >= 0, "default spin %d", cpu_spin_us());
   cpu_set_num_threads(0);
   return sparsecore::testing::finish("test_thread_pool");
 }

@@ -21,5 +21,15 @@ bool cpu_isa_parse(const char* name, CpuIsa* out);
 
 int cpu_num_threads();
 void cpu_set_num_threads(int n);  // n <= 0 restores the default (hardware threads)
+// Microseconds an idle worker spins before it sleeps on a condition variable:
+// longer spins save the wake-up (tens of us) between closely spaced kernel calls
+// and cost a core while other code (torch's ops) runs. n < 0 restores the default
+// (SPARSECORE_SPIN_US or 200).
+int cpu_spin_us();
+void cpu_set_spin_us(int us);
+// While holds are taken (one per model forward in flight), idle workers keep
+// spinning (yielding the core to runnable threads) instead of sleeping.
+void cpu_hold_threads(bool on);
+int cpu_thread_holds();
 
 }  // namespace sparsecore

@@ -12,12 +12,14 @@ from .configs import (BLASSTConfig, QuestConfig, StaticAttentionConfig, TopKAtte
                       config_to_dict)
 from .functional import AttentionStats, flash_attention
 from .hf import apply_recipe, sparsify_attention_
+from .kv_cache import GrowingCache
 from .mask import BlockMask
 from .quest import PageBounds, QuestCache, page_scores, quest_block_mask
 from .select import topk_blocks, vertical_slash_blocks
 from .streaming import StreamingCache
 
 __all__ = [
+    "GrowingCache",
     "flash_attention",
     "AttentionStats",
     "BlockMask",

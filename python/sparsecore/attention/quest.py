@@ -17,10 +17,7 @@ import torch
 
 from .mask import BlockMask, _ceil_div
 
-try:
-    from transformers import DynamicCache
-except ImportError:  # transformers is optional for the kernel-level API
-    DynamicCache = object
+from .kv_cache import DynamicCache, GrowingCache
 
 
 class PageBounds:
@@ -115,8 +112,9 @@ def quest_block_mask(q: torch.Tensor, keys: torch.Tensor, bounds: PageBounds, bu
     return BlockMask._unchecked(row_ptr, chosen.reshape(-1).contiguous(), lq, L, block_q, P, B, hkv)
 
 
-class QuestCache(DynamicCache):
-    """A ``transformers`` ``DynamicCache`` that also keeps Quest's page bounds of every layer.
+class QuestCache(GrowingCache):
+    """A ``transformers`` ``DynamicCache`` (appending in place, as :class:`GrowingCache`) that
+    also keeps Quest's page bounds of every layer.
 
     >>> from sparsecore.attention import QuestCache
     >>> cache = QuestCache(page_size=16)

@@ -6,7 +6,8 @@ python -m sparsecore.bench wanda-torchao [--calib-seqs N] [--calib-len L] [--eva
 python -m sparsecore.bench attention [--quick] [--no-flex] [--no-prefill] [--json PATH]
 python -m sparsecore.bench attention-quality [--quick] [--lengths 2048,4096,8192] [--json PATH]
 python -m sparsecore.bench gpu [--quick] [--no-profile] [--json PATH]
-python -m sparsecore.bench llmcompressor [--venv DIR] [--methods sparsegpt,wanda] [--patterns 50%,2:4] [--json PATH]"""
+python -m sparsecore.bench llmcompressor [--venv DIR] [--methods sparsegpt,wanda] [--patterns 50%,2:4] [--json PATH]
+python -m sparsecore.bench spin [--spins 0,200,2000,20000,held] [--rounds R] [--json PATH]"""
 
 from __future__ import annotations
 
@@ -81,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     lc.add_argument("--decode-tokens", type=int, default=32)
     lc.add_argument("--json", help="also write the results as JSON here")
     lc.set_defaults(module="llmcompressor_peer")
+    sp = sub.add_parser("spin", help="SmolLM2 decode, dense vs 50% sparse, at several thread-pool spin lengths")
+    sp.add_argument("--spins", help="comma-separated microseconds or 'held' (default 0,200,2000,20000,held)")
+    sp.add_argument("--rounds", type=int, default=3)
+    sp.add_argument("--json", help="also write the results as JSON here")
+    sp.set_defaults(module="spin")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     import importlib
 

@@ -15,7 +15,9 @@ from .common import add_calibration_arguments, add_eval_arguments, check_positiv
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="magnitude,wanda,sparsegpt", help="comma-separated (default all three)")
-    p.add_argument("--patterns", default="50%,2:4", help="comma-separated, e.g. '50%%,4:8,2:4' (default '50%%,2:4')")
+    p.add_argument("--patterns", default=None,
+                   help="comma-separated, e.g. '50%%,4:8,2:4' (default: the sweep '30%%,50%%,70%%,2:4'; "
+                        "--quick '50%%,70%%,2:4')")
     p.add_argument("--allocation", choices=["uniform", "owl"], default="uniform")
     add_calibration_arguments(p, 32, 512)
     add_eval_arguments(p, 8192)
@@ -35,6 +37,8 @@ def run(args) -> int:
     from ..demo import DemoSettings, run_demo
     from ..pruning import METHODS, Pattern
 
+    if args.patterns is None:
+        args.patterns = "50%,70%,2:4" if args.quick else "30%,50%,70%,2:4"
     if args.quick:
         args.calib_seqs, args.calib_len = min(args.calib_seqs, 8), min(args.calib_len, 256)
         args.eval_tokens, args.decode_tokens = min(args.eval_tokens, 2048), min(args.decode_tokens, 16)

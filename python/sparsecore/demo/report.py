@@ -58,10 +58,24 @@ def plot(results: dict, path: str) -> None:
     dense_ppl = results["smollm2"][0]["ppl"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     markers = {"magnitude": "o", "wanda": "s", "sparsegpt": "^"}
-    for r in rows:
-        label = f"{r['method']} {r['pattern']}"
-        ax1.scatter(r["sparsity"] * 100, r["ppl"], marker=markers.get(r["method"], "x"), s=60, label=label)
-        ax2.scatter(r["ppl"], _ratio(r, "decode_tok_s"), marker=markers.get(r["method"], "x"), s=60, label=label)
+    # One curve per method over the unstructured sweep; N:M and block runs as lone points.
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        curve = sorted((r for r in mine if r["pattern"].endswith("unstructured")), key=lambda r: r["sparsity"])
+        marker = markers.get(method, "x")
+        if curve:
+            line = ax1.plot([r["sparsity"] * 100 for r in curve], [r["ppl"] for r in curve], marker=marker,
+                            label=f"{method} (unstructured sweep)")[0]
+            ax2.plot([r["ppl"] for r in curve], [_ratio(r, "decode_tok_s") for r in curve], marker=marker,
+                     color=line.get_color())
+            for r in curve:
+                ax2.annotate(f"{r['sparsity']:.0%}", (r["ppl"], _ratio(r, "decode_tok_s")), fontsize=6)
+        for r in (r for r in mine if r not in curve):
+            label = f"{method} {r['pattern']}"
+            ax1.scatter(r["sparsity"] * 100, r["ppl"], marker=marker, s=70, facecolors="none", edgecolors="k",
+                        label=label)
+            ax2.scatter(r["ppl"], _ratio(r, "decode_tok_s"), marker=marker, s=70, facecolors="none",
+                        edgecolors="k")
     ax1.axhline(dense_ppl, color="gray", ls="--", label=f"dense {dense_ppl:.1f}")
     ax1.set(xlabel="sparsity of the block linears (%)", ylabel="held-out perplexity (log)", yscale="log",
             title="SmolLM2-135M: quality")
@@ -83,6 +97,13 @@ def write_report(results: dict, out_dir: str) -> str:
              f"taking turns (median of 3); {results['machine']['threads']} threads, CPU path "
              f"{results['machine']['cpu_isa']}. Total {results['seconds']:.0f} s.", "",
              smollm2_table(results["smollm2"]), "", _where_time_goes(results["smollm2"]), ""]
+    profiled = next((r for r in results["smollm2"] if r.get("profile")), None)
+    if profiled:
+        from ..models.profile import format_profile
+        parts += [f"## Where a decode step goes: dense vs {profiled['method']} {profiled['pattern']}", "",
+                  "Exclusive ms per module family (forward hooks; 'other' is the rest of the wall time: HF's "
+                  "model code, the KV cache, sampling), 8 decode steps after the prompt, and one prefill of it.",
+                  format_profile(profiled["profile"]), ""]
     if results["llama7b"]:
         parts += ["## Decode on Llama-7B-shaped layers (random weights, magnitude pruning)", "",
                   llama7b_table(results["llama7b"]), ""]

@@ -70,6 +70,7 @@ def _smollm2_rows(s: DemoSettings) -> list[dict]:
     dense_mb = _file_mb(dense)
     rows = [{"model": "SmolLM2-135M", "method": "dense", "pattern": "-", "sparsity": 0.0, "ppl": dense_ppl,
              "file_mb": dense_mb, "prune_s": 0.0, "sparse_layers": "-", "speed": None}]
+    profiled = _profiled_run(s)
     print(f"  dense: perplexity {dense_ppl:.2f}, {dense_mb:.0f} MB")
     for pattern in s.patterns:
         for method in s.methods:
@@ -95,6 +96,8 @@ def _smollm2_rows(s: DemoSettings) -> list[dict]:
                    "layer_ms_dense": sum(r.dense_ms for r in chosen.layers),
                    "layer_ms_chosen": sum(min(r.dense_ms, r.sparse_ms) if r.format.startswith("dense")
                                           else r.sparse_ms for r in chosen.layers)}
+            if (method, pattern) == profiled:
+                row["profile"] = _decode_profile(dense, model, prompt)
             rows.append(row)
             print(f"  {method:<9} {pattern.describe():<16} perplexity {ppl:8.2f}  {file_mb:5.0f} MB  "
                   f"decode x{speed['sparse']['decode_tok_s'] / speed['dense']['decode_tok_s']:.2f}  "
@@ -104,6 +107,22 @@ def _smollm2_rows(s: DemoSettings) -> list[dict]:
     if s.activation != "none":
         rows.append(_activation_row(s, dense, calibration, eval_ids, prompt))
     return rows
+
+
+def _profiled_run(s: DemoSettings) -> tuple[str, Pattern]:
+    """The (method, pattern) whose decode step the report breaks down: SparseGPT (else the
+    last method) at 50% unstructured (else the first pattern)."""
+    method = "sparsegpt" if "sparsegpt" in s.methods else s.methods[-1]
+    fifty = [p for p in s.patterns if p.nm is None and p.block is None and abs(p.sparsity - 0.5) < 1e-9]
+    return method, (fifty or s.patterns)[0]
+
+
+def _decode_profile(dense, model, prompt) -> dict:
+    """Per-family ms of a decode step, dense and sparse (models/profile.py), for the report."""
+    from ..models.profile import profile_model
+
+    return {name: profile_model(m, prompt, decode_steps=8, prefill_repeats=1, top_ops=0)
+            for name, m in (("dense", dense), ("sparse", model))}
 
 
 def _activation_row(s: DemoSettings, dense, calibration, eval_ids, prompt) -> dict:

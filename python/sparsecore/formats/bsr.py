@@ -171,7 +171,8 @@ class BSR(SparseMatrix):
         blocks[brow, bcol] = self.values
         return blocks.transpose(1, 2).reshape(rows, cols)
 
-    def _element_mask(self) -> torch.Tensor:
+    def stored_mask(self) -> torch.Tensor:
+        """The (rows, cols) bool mask of stored positions (every element of a stored block)."""
         rows, cols = self.shape
         bh, bw = self.blocksize
         keep = torch.zeros(rows // bh, cols // bw, dtype=torch.bool, device=self.device)

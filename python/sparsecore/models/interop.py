@@ -13,9 +13,8 @@ transformers and vLLM load, is a plain HF checkpoint whose weights hold the zero
   HF directory (llm-compressor's output, an export, a model pruned anywhere else) whose
   already-sparse linears it finds by their zeros (:func:`detect_pattern`: N:M where every
   group of M inputs holds at most N nonzeros, else unstructured) and runs on the sparsecore
-  kernels in the format ``sparsecore prune`` stores that pattern in (``Pattern.format``:
-  CSR for unstructured and N:M, which measured faster than the N:M kernel at CPU decode),
-  with the same per-layer speed check as :func:`sparsecore.sparsify_`.
+  kernels with the same per-layer speed check as :func:`sparsecore.sparsify_` (N:M layers
+  timed in the N:M kernel and as CSR, the faster kept; dense where dense is faster).
 """
 
 from __future__ import annotations
@@ -61,7 +60,7 @@ def sparsify_pruned_(model: nn.Module, *, min_sparsity: float = MIN_SPARSITY, tu
     its nonzeros, then keep dense the layers where sparse is slower at ``tune_tokens``.
     Returns the :class:`sparsecore.SparsifyReport`; the model is unchanged if anything fails."""
     from ..nn import SparseLinear
-    from ..sparsify import _choose_kernels, _output_embedding, _set_child, _shared_weights, _targets
+    from ..sparsify import _choose_kernels, _format_for, _output_embedding, _set_child, _shared_weights, _targets
 
     if not 0.0 < float(min_sparsity) < 1.0:
         raise ValueError(f"min_sparsity must be in (0, 1), got {min_sparsity}")
@@ -73,15 +72,17 @@ def sparsify_pruned_(model: nn.Module, *, min_sparsity: float = MIN_SPARSITY, tu
         pattern = None if name in shared else detect_pattern(linear.weight, min_sparsity)
         if pattern is None:
             continue
-        try:  # pattern.format: what `sparsecore prune` stores it as (CSR beats the N:M kernel at CPU decode)
-            built[name] = (linear, SparseLinear.from_linear(linear, format=pattern.format))
+        try:  # as sparsify_ does: built by pattern, then the fastest format measured below
+            fmt = _format_for("auto", pattern, linear.in_features)
+            built[name] = (linear, SparseLinear.from_linear(linear, format=fmt, blocksize=pattern.block or (16, 16),
+                                                            nm=pattern.nm or (2, 4)))
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"layer {name!r} ({linear.out_features}x{linear.in_features}): {exc}") from exc
     try:
         for name, (_, sparse) in built.items():
             _set_child(model, name, sparse)
         return _choose_kernels(model, [(n, s) for n, (_, s) in built.items()], int(tune_tokens), fallback_to_dense,
-                               lambda name, _sparse: built[name][0], lambda name, dense: dense)
+                               lambda name, _sparse: built[name][0], lambda name, dense: dense, reformat=True)
     except BaseException:
         for name, (linear, _) in built.items():
             _set_child(model, name, linear)

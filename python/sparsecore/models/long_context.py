@@ -75,11 +75,14 @@ def passkey_accuracy(model, tokenizer, lengths, depths, seeds, *, cache_factory=
 
 
 def speed(model, prompt: torch.Tensor, *, new_tokens: int = 16, cache_factory=None) -> dict:
-    """Prefill seconds of ``prompt`` and decode seconds per token after it (median of the steps)."""
+    """Prefill seconds of ``prompt`` and decode seconds per token after it (median of the steps);
+    the cache from ``cache_factory`` (default: the one every speed test uses)."""
+    from .speed import prefill_kwargs
+
     with torch.no_grad():
-        cache = cache_factory() if cache_factory else None
+        kwargs = prefill_kwargs(model, cache_factory)
         t0 = time.perf_counter()
-        out = model(prompt, use_cache=True, past_key_values=cache)
+        out = model(prompt, **kwargs)
         prefill = time.perf_counter() - t0
         cache = out.past_key_values
         token = out.logits[:, -1:].argmax(-1)

@@ -17,6 +17,8 @@ from collections import defaultdict
 import torch
 from torch import nn
 
+from .speed import prefill_kwargs
+
 FAMILIES = ("linears", "lm_head", "attention", "mlp elementwise", "norms", "rotary", "embedding", "other")
 
 
@@ -84,7 +86,8 @@ class FamilyTimer:
 def profile_model(model, prompt: torch.Tensor, *, decode_steps: int = 16, prefill_repeats: int = 2,
                   top_ops: int = 8) -> dict:
     """Per-family milliseconds of one decode step (mean over ``decode_steps`` greedy steps
-    after ``prompt``) and of one prefill of ``prompt`` (mean over ``prefill_repeats``), plus
+    after ``prompt``) and of one prefill of ``prompt`` (mean over ``prefill_repeats``; as
+    ``generate`` runs it: filling a cache, logits of the last position only), plus
     the ``top_ops`` operators by self CPU time of a decode step under ``torch.profiler``.
 
     Returns ``{"decode": {family: ms, ..., "total": ms}, "prefill": {...}, "top_ops": [(name, ms)]}``.
@@ -98,7 +101,7 @@ def profile_model(model, prompt: torch.Tensor, *, decode_steps: int = 16, prefil
         model(prompt[:, :8], use_cache=False)  # warm-up: plans, caches, thread pools
         timer = FamilyTimer(model)
         with timer:
-            out = model(prompt, use_cache=True)
+            out = model(prompt, **prefill_kwargs(model))
             past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
             timer.seconds.clear()  # the prompt's prefill is not a decode step
             total = 0.0
@@ -112,11 +115,12 @@ def profile_model(model, prompt: torch.Tensor, *, decode_steps: int = 16, prefil
         total = 0.0
         with timer:
             for _ in range(prefill_repeats):
+                kwargs = prefill_kwargs(model)
                 t0 = time.perf_counter()
-                model(prompt, use_cache=False)
+                model(prompt, **kwargs)
                 total += time.perf_counter() - t0
         result["prefill"] = _per_call(timer.seconds, total, prefill_repeats)
-    result["top_ops"] = _top_ops(model, prompt, top_ops)
+    result["top_ops"] = _top_ops(model, prompt, top_ops) if top_ops > 0 else []
     return result
 
 
@@ -157,7 +161,7 @@ def _top_ops(model, prompt: torch.Tensor, count: int) -> list[tuple[str, float]]
     from torch.profiler import ProfilerActivity, profile
 
     with torch.no_grad():
-        out = model(prompt, use_cache=True)
+        out = model(prompt, **prefill_kwargs(model))
         past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             model(token, past_key_values=past, use_cache=True)
@@ -179,7 +183,7 @@ def format_profile(profiles: dict[str, dict]) -> str:
                 share = f" ({p[f] / p['total']:.0%})" if f != "total" and p["total"] > 0 else ""
                 cells.append(f"{p[f]:.2f}{share}")
             lines.append(f"| {f} | " + " | ".join(cells) + " |")
-    for n in names:
+    for n in (n for n in names if profiles[n]["top_ops"]):
         lines += [f"\ntop operators of one decode step ({n}, torch.profiler self CPU ms)\n", "| operator | ms |",
                   "|---|---|"]
         lines += [f"| `{name}` | {ms:.2f} |" for name, ms in profiles[n]["top_ops"]]

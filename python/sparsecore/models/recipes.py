@@ -88,4 +88,4 @@ def make_config(method: str, pattern: Pattern, *, calibration=None, allocation: 
         raise ValueError("OWL allocates unstructured or block sparsity per layer; N:M has a fixed ratio")
     cls = WandaConfig if method == "wanda" else SparseGPTConfig
     return cls(sparsity=pattern.sparsity, pattern=text, calibration=calibration, allocation=allocation,
-               progress=progress, format=pattern.format, **common)
+               progress=progress, **common)

@@ -83,11 +83,6 @@ class Pattern:
             return f"{self.sparsity:.0%} in {self.block[0]}x{self.block[1]} blocks"
         return f"{self.sparsity:.0%} unstructured"
 
-    @property
-    def format(self) -> str:
-        """The sparsecore format that runs this pattern best."""
-        return "bsr" if self.block is not None else "csr"
-
     def check(self, name: str, shape: tuple[int, int]) -> None:
         """Raise if a ``shape`` (out, in) weight cannot take this pattern."""
         rows, cols = shape
