@@ -112,3 +112,57 @@ def test_failure_leaves_model_untouched(gen):
         sparsify_(model, NMConfig(n=2, m=4))
     assert all(isinstance(m, nn.Linear) for m in model)
     assert all(torch.equal(m.weight, w) for m, w in zip(model, before))
+
+
+@pytest.mark.parametrize("densified_wins_from", [None, 16, 64])
+def test_prefill_threshold_follows_the_measurement(densified_wins_from, gen, monkeypatch):
+    """Layers kept sparse for decode run prefill through the dense GEMM from the smallest
+    measured prompt length at which that is faster (and at every longer one)."""
+    import sparsecore.sparsify as sp
+
+    def fake_times(layers, inputs, reps=5):
+        out = []
+        for m, x in zip(layers, inputs):
+            if isinstance(m, nn.Linear):
+                out.append(2.0)            # dense twin: slower than sparse at decode
+            elif isinstance(m, SparseLinear):
+                out.append(1.0)
+            else:                          # densify + GEMM
+                wins = densified_wins_from is not None and x.shape[0] >= densified_wins_from
+                out.append(0.5 if wins else 1.5)
+        return out
+
+    monkeypatch.setattr(sp, "_times_in_forward_order", fake_times)
+    model = small_model(gen)
+    report = sparsify_(model, MagnitudeConfig(sparsity=0.5, prefill_tokens=128))
+    assert [r.dense_from_tokens for r in report.layers] == [densified_wins_from] * 3
+    assert all(model[i].dense_from_tokens == densified_wins_from for i in (0, 2, 4))
+    assert "prefill GEMM from" in str(report)
+    monkeypatch.undo()
+    # The dense-GEMM path gives the sparse kernel's numbers (fp32 rounding apart).
+    fake = small_model(gen)
+    with torch.no_grad():
+        for i in (0, 2, 4):
+            fake[i].weight.copy_(model[i].weight.to_dense())
+            fake[i].bias.copy_(model[i].bias)
+        for tokens in (1, 15, 16, 64, 100):
+            x = torch.randn(tokens, 64, generator=gen)
+            torch.testing.assert_close(model(x), fake(x), rtol=1e-5, atol=1e-5)
+
+
+def test_prefill_tuning_off(gen, monkeypatch):
+    import sparsecore.sparsify as sp
+
+    monkeypatch.setattr(sp, "_times_in_forward_order",
+                        lambda layers, inputs, reps=5: [0.1 if not isinstance(m, nn.Module) else 1.0 for m in layers])
+    for config in (MagnitudeConfig(sparsity=0.5, prefill_tokens=None, fallback_to_dense=False),
+                   MagnitudeConfig(sparsity=0.5, fallback_to_dense=False),       # all-sparse means no GEMM either
+                   MagnitudeConfig(sparsity=0.5, prefill_tokens=1)):
+        model = small_model(gen)
+        sparsify_(model, config)
+        assert all(getattr(model[i], "dense_from_tokens", None) is None for i in (0, 2, 4))
+    for bad in (0, -3, 2.5, True, "128"):
+        with pytest.raises(ValueError, match="prefill_tokens"):
+            sparsify_(small_model(gen), MagnitudeConfig(sparsity=0.5, prefill_tokens=bad))
+    with pytest.raises(ValueError, match="prefill_tokens"):
+        sp.select_kernels_(small_model(gen), prefill_tokens=0)

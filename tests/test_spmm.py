@@ -177,3 +177,40 @@ def test_concurrent_calls_from_python_threads(gen):
     for t in threads:
         t.join()
     assert not errors
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("index_dtype", [None, torch.int32])
+@pytest.mark.parametrize("rows,cols,density", [(1, 1, 1.0), (7, 13, 0.3), (65, 2050, 0.5), (300, 40, 0.0),
+                                               (33, 70000, 0.01)])
+def test_csr_to_dense_is_exact(dtype, index_dtype, rows, cols, density, gen):
+    """The native scatter (CSR.to_dense on CPU) gives the weight bit for bit, every dtype,
+    index width (uint16 where the columns allow, int32) and shape, empty rows included."""
+    w = random_sparse(rows, cols, density, gen).to(dtype)
+    if cols > 65536 and index_dtype is None:
+        index_dtype = torch.int32
+    a = CSR.from_dense(w, index_dtype=index_dtype)
+    got = a.to_dense()
+    assert got.dtype == dtype and got.shape == (rows, cols)
+    assert torch.equal(got.view(torch.int16 if dtype != torch.float32 else torch.int32),
+                       w.view(torch.int16 if dtype != torch.float32 else torch.int32))
+
+
+def test_csr_to_dense_bad_inputs(gen):
+    a = CSR.from_dense(random_sparse(6, 9, 0.5, gen))
+    op = torch.ops.sparsecore.csr_to_dense
+    bad_ptr = a.row_ptr.clone()
+    bad_ptr[2] = 10**6
+    with pytest.raises(ValueError):
+        op(bad_ptr, a.col_idx, a.values, 9)
+    bad_cols = a.col_idx.clone()
+    bad_cols[0] = 8
+    bad_cols[-1] = 100 if bad_cols.dtype == torch.int32 else 100
+    with pytest.raises(ValueError):
+        op(a.row_ptr, bad_cols, a.values, 9)
+    with pytest.raises(ValueError, match="n_cols"):
+        op(a.row_ptr, a.col_idx, a.values, -1)
+    with pytest.raises(TypeError):
+        op(a.row_ptr, a.col_idx, a.values.to(torch.int32), 9)
+    with pytest.raises(ValueError):
+        op(a.row_ptr, a.col_idx[:-1], a.values, 9)

@@ -46,3 +46,9 @@ def test_torch_compile(fmt, gen):
     for n in (1, 3, 8):
         x = random_dense((n, 24), gen)
         assert torch.equal(compiled(x), block(x))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_opcheck_csr_to_dense(dtype, gen):
+    a, args = _csr_args(gen, dtype)
+    torch.library.opcheck(torch.ops.sparsecore.csr_to_dense, (a.row_ptr, a.col_idx, a.values, 20))

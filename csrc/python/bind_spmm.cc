@@ -87,6 +87,21 @@ void bsr_spmm(int64_t block_rows, int64_t block_cols, int64_t block_h, int64_t b
   check_status(s, "bsr_spmm");
 }
 
+void csr_to_dense(int64_t rows, int64_t cols, int64_t nnz, uintptr_t row_ptr, uintptr_t col_idx, int index_type,
+                  uintptr_t values, int value_dtype, const MatrixTuple& c_t) {
+  const CsrView a = make_csr(rows, cols, nnz, row_ptr, col_idx, index_type, values, value_dtype);
+  const MatrixView c = to_view(c_t, "output");
+  if (c.rows != rows || c.cols != cols) value_error("csr_to_dense: output shape does not match the matrix");
+  if (c.dtype != a.value_dtype) value_error("csr_to_dense: output dtype must be the values' dtype");
+  if (c.col_stride != 1) value_error("csr_to_dense: output rows must be contiguous");
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = csr_to_dense_cpu(a, c);
+  }
+  check_status(s, "csr_to_dense");
+}
+
 void raise_validation(Status s, const char* msg) {
   if (s != Status::kOk) throw py::value_error(msg);
 }
@@ -145,6 +160,7 @@ void register_spmm(py::module_& m) {
   m.def("plan_csr_bitmap", &plan_csr_bitmap_py);
   m.def("csr_spmm", &csr_spmm);
   m.def("bsr_spmm", &bsr_spmm);
+  m.def("csr_to_dense", &csr_to_dense);
 }
 
 }  // namespace sparsecore::bind

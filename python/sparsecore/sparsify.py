@@ -50,6 +50,7 @@ class _Common:
     dtype: torch.dtype | None = None    # stored value dtype (default: the layer's)
     fallback_to_dense: bool = True      # keep a layer dense when sparse is slower
     tune_tokens: int = 1                # batch size the speed comparison uses (1 = decode)
+    prefill_tokens: int | None = 128    # prompt length up to which prefill is tuned (see select_kernels_)
     lm_head: bool = False               # also prune the output embedding (untied if tied)
 
 
@@ -112,6 +113,7 @@ class LayerReport:
     format: str          # "csr", "bsr", "nm" or "dense (fallback)"
     dense_ms: float
     sparse_ms: float
+    dense_from_tokens: int | None = None   # prefill runs the dense GEMM from this many tokens
 
 
 @dataclass
@@ -120,10 +122,12 @@ class SparsifyReport:
     notes: list[str] = field(default_factory=list)   # e.g. weights untied to prune them
 
     def __str__(self) -> str:
-        lines = [f"{'layer':<40} {'shape':>13} {'sparsity':>8} {'format':>17} {'dense ms':>9} {'sparse ms':>9}"]
+        lines = [f"{'layer':<40} {'shape':>13} {'sparsity':>8} {'format':>17} {'dense ms':>9} {'sparse ms':>9} "
+                 f"{'prefill GEMM from':>17}"]
         for r in self.layers:
             lines.append(f"{r.name:<40} {str(r.shape):>13} {r.sparsity:>8.1%} {r.format:>17} "
-                         f"{r.dense_ms:>9.3f} {r.sparse_ms:>9.3f}")
+                         f"{r.dense_ms:>9.3f} {r.sparse_ms:>9.3f} "
+                         f"{'-' if r.dense_from_tokens is None else f'{r.dense_from_tokens} tokens':>17}")
         n_sparse = sum(r.format != "dense (fallback)" for r in self.layers)
         lines.append(f"{n_sparse} of {len(self.layers)} layers run sparse; "
                      f"sum of layer times {sum(r.dense_ms for r in self.layers):.3f} ms dense, "
@@ -259,14 +263,56 @@ def _fastest(layers: list[list[nn.Module]], inputs: list[torch.Tensor]) -> list[
     return [min(enumerate(t), key=lambda it: it[1]) for t in times]
 
 
+def _densified(layer: SparseLinear) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda x: torch.nn.functional.linear(x, layer.weight.to_dense(), layer.bias)
+
+
+def _check_prefill_tokens(prefill_tokens) -> None:
+    if prefill_tokens is not None and (isinstance(prefill_tokens, bool) or not isinstance(prefill_tokens, int)
+                                       or prefill_tokens < 1):
+        raise ValueError(f"prefill_tokens must be None or an int >= 1, got {prefill_tokens!r}")
+
+
+def _prefill_ladder(prefill_tokens: int) -> list[int]:
+    return sorted({t for t in (16, 64, int(prefill_tokens)) if 1 < t <= int(prefill_tokens)})
+
+
+def _set_prefill_thresholds(layers: list[SparseLinear], prefill_tokens: int | None) -> None:
+    """Per layer, the token count from which writing the weight densely and running the dense
+    GEMM beats the sparse kernel at every measured point up to ``prefill_tokens`` (16, 64,
+    ``prefill_tokens``), as ``layer.dense_from_tokens``; None where the sparse kernel wins at
+    ``prefill_tokens`` (it then wins from 1 token up, as the decode choice measured)."""
+    for layer in layers:
+        layer.dense_from_tokens = None
+    if not layers or not prefill_tokens or prefill_tokens < 2:
+        return
+    ladder = _prefill_ladder(prefill_tokens)
+    wins = [[] for _ in layers]
+    for t in ladder:
+        inputs = [torch.randn(t, m.in_features, dtype=m.weight.dtype, device=m.weight.device) for m in layers]
+        sparse_ms = _times_in_forward_order(layers, inputs, reps=3)
+        dense_ms = _times_in_forward_order([_densified(m) for m in layers], inputs, reps=3)
+        for w, s_ms, d_ms in zip(wins, sparse_ms, dense_ms):
+            w.append(d_ms < s_ms)
+    for layer, w in zip(layers, wins):
+        for t, dense_wins in reversed(list(zip(ladder, w))):
+            if not dense_wins:
+                break
+            layer.dense_from_tokens = t
+
+
 def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], tokens: int, fallback: bool,
                     dense_for: Callable[[str, SparseLinear], nn.Linear],
-                    commit_dense: Callable[[str, nn.Linear], nn.Linear], reformat: bool = False) -> SparsifyReport:
+                    commit_dense: Callable[[str, nn.Linear], nn.Linear], reformat: bool = False,
+                    prefill_tokens: int | None = None) -> SparsifyReport:
     """Time the layers dense and sparse group by group (see _GROUP_BYTES), with ``reformat``
     also in their other formats (``_other_formats``); keep each layer's fastest sparse form
-    and swap in ``commit_dense(name, dense)`` where dense is faster still."""
+    and swap in ``commit_dense(name, dense)`` where dense is faster still. Then, for the layers
+    kept sparse, the prompt length from which prefill writes the weight densely
+    (``_set_prefill_thresholds``)."""
     report = SparsifyReport()
     for group in _groups(chosen):
+        kept: list[tuple[SparseLinear, LayerReport]] = []
         dense = [dense_for(name, sparse) for name, sparse in group]
         inputs = [torch.randn(int(tokens), d.in_features, dtype=d.weight.dtype, device=d.weight.device) for d in dense]
         dense_ms = _times_in_forward_order(dense, inputs)
@@ -281,17 +327,27 @@ def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], to
             fmt = "dense (fallback)" if keep_dense else type(cands[best].weight).__name__.lower()
             report.layers.append(LayerReport(name, (sparse.out_features, sparse.in_features), 1.0 - sparse.density,
                                              fmt, d_ms, s_ms))
+            if not keep_dense:
+                kept.append((cands[best], report.layers[-1]))
         del dense, inputs, candidates
+        # fallback=False asks for the sparse kernels everywhere: no dense prefill either.
+        _set_prefill_thresholds([layer for layer, _ in kept], prefill_tokens if fallback else None)
+        for layer, entry in kept:
+            entry.dense_from_tokens = layer.dense_from_tokens
     return report
 
 
 def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: bool = True,
                     names: list[str] | None = None, dense_layers: dict[str, nn.Linear] | None = None,
-                    reformat: bool = True) -> SparsifyReport:
+                    reformat: bool = True, prefill_tokens: int | None = 128) -> SparsifyReport:
     """Time every :class:`SparseLinear` of ``model`` (or those in ``names``) against its dense
     equivalent at ``tokens`` tokens and, with ``fallback_to_dense``, swap in the dense layer
     where it is faster. With ``reformat``, N:M and BSR weights are also timed as CSR (the
-    same stored entries) and the faster form is kept. Returns the report. Use it after :func:`sparsecore.load_sparse` to pick
+    same stored entries) and the faster form is kept. For the layers kept sparse, prefill is
+    tuned up to ``prefill_tokens`` (None: not at all): where writing the weight densely and
+    running the dense GEMM measures faster from some prompt length on (16, 64 or
+    ``prefill_tokens``), calls with that many tokens or more do that
+    (``layer.dense_from_tokens``), so prefill is not slower than dense. Returns the report. Use it after :func:`sparsecore.load_sparse` to pick
     kernels for the machine and batch size at hand. ``dense_layers`` (name -> pruned
     ``nn.Linear``) gives the dense versions to compare with and fall back to; by default they
     are rebuilt from the sparse weights, one group of layers (~96 MiB) at a time, never a
@@ -299,13 +355,14 @@ def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: boo
     their weights come from memory as in a real forward pass; CUDA calls are synchronised."""
     if int(tokens) < 1:
         raise ValueError(f"tokens must be >= 1, got {tokens}")
+    _check_prefill_tokens(prefill_tokens)
     chosen = [(n, m) for n, m in model.named_modules() if isinstance(m, SparseLinear) and (names is None or n in names)]
 
     def dense_for(name, sparse):
         return dense_layers[name] if dense_layers and name in dense_layers else _dense_twin(sparse)
 
     return _choose_kernels(model, chosen, int(tokens), fallback_to_dense, dense_for, lambda name, dense: dense,
-                           reformat=reformat)
+                           reformat=reformat, prefill_tokens=prefill_tokens)
 
 
 def _output_embedding(model: nn.Module) -> nn.Module | None:
@@ -359,6 +416,7 @@ def _check_config(config) -> None:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {config.format!r}")
     if int(config.tune_tokens) < 1:
         raise ValueError(f"tune_tokens must be >= 1, got {config.tune_tokens}")
+    _check_prefill_tokens(config.prefill_tokens)
     if config.dtype is not None and config.dtype not in VALUE_DTYPES:
         raise TypeError(f"dtype must be None or one of float32, bfloat16, float16, got {config.dtype}")
     if isinstance(config, (MagnitudeConfig, BlockConfig, _Calibrated)):
@@ -456,7 +514,7 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
 
         report = _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
                                  lambda name, _sparse: fallbacks[name], commit_dense,
-                                 reformat=config.format == "auto")
+                                 reformat=config.format == "auto", prefill_tokens=config.prefill_tokens)
         return _untie_note(model, untied, report)
     except BaseException:
         for name, linear in originals.items():
@@ -489,7 +547,7 @@ def _sparsify_calibrated(model: nn.Module, config, filter_fn) -> SparsifyReport:
             _set_child(model, name, sparse)
         report = _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
                                  lambda name, _sparse: pruned[name], lambda name, dense: dense,
-                                 reformat=config.format == "auto")
+                                 reformat=config.format == "auto", prefill_tokens=config.prefill_tokens)
         return _untie_note(model, untied, report)
     except BaseException:
         if head_name is not None:

@@ -71,6 +71,10 @@ void plan_row_chunks(const int64_t* row_ptr, int64_t rows, int64_t row_cost, int
 Status plan_csr_bitmap(const CsrView& a, uint8_t* bitmap);
 
 Status csr_spmm_cpu(const CsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
+// C = A densely (zeros elsewhere): C is rows x cols of the values' dtype with
+// unit column stride; values are copied bit for bit. Bad row_ptr or column
+// indices return kInvalidIndex (C then holds garbage, never an overrun).
+Status csr_to_dense_cpu(const CsrView& a, const MatrixView& c);
 Status bsr_spmm_cpu(const BsrView& a, const MatrixView& b, const Epilogue& ep, const MatrixView& c);
 
 // CUDA entry point (kUnsupported in builds without CUDA). All pointers are

@@ -47,6 +47,9 @@ class SparseLinear(nn.Module):
                                  f"{tuple(getattr(bias, 'shape', ()))}")
             bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
         self.bias = bias
+        # Set by select_kernels_ where measured faster: calls with at least this many token
+        # rows write the weight densely and run the dense GEMM (prefill). None: never.
+        self.dense_from_tokens: int | None = None
         self._adopt(weight)
 
     # ------------------------------------------------------------ the weight and its buffers
@@ -153,6 +156,10 @@ class SparseLinear(nn.Module):
         bias = self.bias
         if bias is not None and bias.dtype != x.dtype:
             bias = bias.to(x.dtype)
+        limit = self.__dict__.get("dense_from_tokens")  # absent in layers pickled before it existed
+        if limit is not None and x.numel() >= limit * self.in_features and x.dtype in (torch.float32, torch.bfloat16,
+                                                                                        torch.float16):
+            return torch.nn.functional.linear(x, self.weight.to_dense().to(x.dtype), bias)
         return sparse_linear(x, self.weight, bias)
 
     @property

@@ -1,4 +1,6 @@
-"""CSR and BSR sparse x dense matmul as torch ops: ``sparsecore::csr_mm[_out]``, ``bsr_mm[_out]``.
+"""CSR and BSR sparse x dense matmul as torch ops: ``sparsecore::csr_mm[_out]``, ``bsr_mm[_out]``,
+and ``sparsecore::csr_to_dense`` (the matrix written densely, for a prefill that runs
+faster through the dense GEMM).
 
 Each op computes either ``A @ B`` (``linear=False``; B is K x N) or ``x @ A.T + bias``
 (``linear=True``; x is ... x K), in the dense operand's dtype with fp32 accumulation. The
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .._dtypes import VALUE_DTYPES, dtype_code, index_code
+from .._dtypes import VALUE_DTYPES, dtype_code, index_code, matrix_tuple
 from .._native import _C
 from ._common import on_device, prepare, require, stream_of
 from ._library import lib, register_matmul
@@ -25,6 +27,7 @@ lib.define(f"csr_mm(Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_ch
            "-> Tensor")
 lib.define(f"csr_mm_out(Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_chunks, Tensor bitmap, {_TAIL}, "
            "Tensor(a!) out) -> ()")
+lib.define("csr_to_dense(Tensor row_ptr, Tensor col_idx, Tensor values, int n_cols) -> Tensor")
 lib.define(f"bsr_mm(Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_chunks, {_TAIL}) -> Tensor")
 lib.define(f"bsr_mm_out(Tensor row_ptr, Tensor col_idx, Tensor values, Tensor row_chunks, {_TAIL}, "
            "Tensor(a!) out) -> ()")
@@ -100,3 +103,23 @@ def _bsr_rows(args) -> int:
 
 
 register_matmul("bsr", _bsr_run, rows_of=_bsr_rows, devices=("cpu",))
+
+
+@torch.library.impl("sparsecore::csr_to_dense", "cpu", lib=lib)
+def _csr_to_dense(row_ptr, col_idx, values, n_cols):
+    """The CSR matrix as a dense (rows x n_cols) tensor of the values' dtype; values copied exactly."""
+    device = _check_compressed(row_ptr, col_idx, values, 1, n_cols, "CSR")
+    if device.type != "cpu":
+        raise ValueError("csr_to_dense runs on CPU")
+    if col_idx.dtype == torch.int16 and n_cols > 65536:
+        raise ValueError(f"int16 (uint16) column indices cannot address {n_cols} columns")
+    rows = row_ptr.numel() - 1
+    out = torch.empty(rows, int(n_cols), dtype=values.dtype)
+    _C.csr_to_dense(rows, int(n_cols), values.numel(), row_ptr.data_ptr(), col_idx.data_ptr(), index_code(col_idx),
+                    values.data_ptr(), dtype_code(values.dtype, "values"), matrix_tuple(out))
+    return out
+
+
+@torch.library.register_fake("sparsecore::csr_to_dense", lib=lib)
+def _csr_to_dense_fake(row_ptr, col_idx, values, n_cols):
+    return values.new_empty(row_ptr.shape[0] - 1, n_cols)
