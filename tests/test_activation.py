@@ -324,8 +324,11 @@ def test_greedy_beats_uniform_on_block_error(gen):
 def test_sparsify_rsparse_and_save_load(gen, tmp_path):
     model = tiny_llama()
     cal = calibration(gen)
+    # prefill_tokens=None: the kernel at every length, as in a freshly loaded layer (the measured
+    # prefill choice is per machine and not saved), so outputs compare bit for bit.
     report = sparsecore.sparsify_(model, RSparseConfig(0.5, calibration=cal, generations=2, population=4,
-                                                       prefill=PrefillPolicy("sparse"), progress=False))
+                                                       prefill=PrefillPolicy("sparse"), progress=False,
+                                                       prefill_tokens=None))
     assert abs(report.achieved - 0.5) < 0.01
     assert len(report.search_history) == 3 and report.search_history[-1] <= report.search_history[0]
     layers = {n: m for n, m in model.named_modules() if isinstance(m, ActSparseLinear)}
@@ -393,3 +396,73 @@ def test_teal_on_a_pruned_model_composes(gen):
         assert m.weight_sparse and torch.equal(m.weight, pruned[n])
     with torch.no_grad():
         assert torch.isfinite(model(cal[0]["input_ids"]).logits).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("out_f,in_f", [(1, 1), (37, 19), (300, 64), (600, 5)])
+def test_unpack_runs_is_exact(dtype, out_f, in_f, gen):
+    from sparsecore.activation.kernel import pack_weight_sparse
+
+    w = (torch.randn(out_f, in_f, generator=gen) * (torch.rand(out_f, in_f, generator=gen) > 0.6)).to(dtype)
+    values, bitmap, offsets = pack_weight_sparse(w)
+    wt = torch.ops.sparsecore.act_unpack_runs(values, bitmap, offsets, in_f, out_f)
+    assert wt.shape == (in_f, out_f) and wt.dtype == dtype
+    assert torch.equal(wt.t(), w)
+    torch.library.opcheck(torch.ops.sparsecore.act_unpack_runs, (values, bitmap, offsets, in_f, out_f))
+
+
+def test_unpack_runs_bad_inputs(gen):
+    from sparsecore.activation.kernel import pack_weight_sparse
+
+    w = torch.randn(40, 12, generator=gen) * (torch.rand(40, 12, generator=gen) > 0.5)
+    values, bitmap, offsets = pack_weight_sparse(w)
+    op = torch.ops.sparsecore.act_unpack_runs
+    bad = offsets.clone()
+    bad[3] = 10**9
+    with pytest.raises(ValueError):
+        op(values, bitmap, bad, 12, 40)
+    full = bitmap.clone()
+    full[:] = 0xFF  # every bit set: more stored entries than values
+    with pytest.raises(ValueError):
+        op(values, full, offsets, 12, 40)
+    with pytest.raises(ValueError):
+        op(values, bitmap[:-1], offsets, 12, 40)
+    with pytest.raises(ValueError):
+        op(values[:5], bitmap, offsets, 12, 40)
+    with pytest.raises(TypeError):
+        op(values, bitmap.to(torch.int32), offsets, 12, 40)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("gemm_wins_from", [None, 16, 64])
+def test_prefill_gemm_choice_follows_the_measurement(dtype, gemm_wins_from, gen, monkeypatch):
+    """TEAL on a pruned model: the prefill path (kernel or masked dense GEMM over the runs
+    written densely) is chosen per layer by measurement and computes the same product."""
+    import sparsecore.sparsify as sp
+
+    model = tiny_llama()
+    cal = calibration(gen)
+    sparsecore.sparsify_(model, sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False))
+    model.to(dtype)
+
+    def fake_times(layers, inputs, reps=5):
+        gemm = [getattr(fn, "gemm", False) for fn in layers]
+        return [0.5 if g and gemm_wins_from is not None and x.shape[0] >= gemm_wins_from else 1.0
+                for g, x in zip(gemm, inputs)]
+
+    monkeypatch.setattr(sp, "_times_in_forward_order", fake_times)
+    sparsecore.sparsify_(model, TEALConfig(0.5, calibration=cal, allocation="uniform", progress=False,
+                                           prefill=PrefillPolicy("sparse")))
+    monkeypatch.undo()
+    layers = [m for m in model.modules() if isinstance(m, ActSparseLinear)]
+    assert layers and all(m.gemm_from_tokens == gemm_wins_from for m in layers)
+    for m in layers:
+        x = torch.randn(1, 70, m.in_features, generator=gen).to(dtype)
+        ref = (x.double() * ~(x.double().abs() <= m.threshold)) @ m.weight.double().t()
+        chosen = m(x).double()
+        m.gemm_from_tokens = None
+        kernel = m(x).double()
+        # Both paths are the float64 product up to rounding of the output dtype.
+        ulp = ref.abs().max().item() * (2 ** -7 if dtype == torch.bfloat16 else 2 ** -20)
+        err, kernel_err = (chosen - ref).abs().max().item(), (kernel - ref).abs().max().item()
+        assert err <= 2 * ulp + 2 * kernel_err, (err, kernel_err, ulp)

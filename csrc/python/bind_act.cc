@@ -35,6 +35,25 @@ void act_pack_bitmap_py(const MatrixTuple& w_t, uintptr_t bitmap, uintptr_t offs
   check_status(s, "act_pack_bitmap");
 }
 
+void act_unpack_bitmap_py(int64_t out, int64_t in, uintptr_t values, int value_dtype, uintptr_t bitmap,
+                          uintptr_t offsets, int64_t value_count, const MatrixTuple& wt_t) {
+  ActWeightView w;
+  w.out = out;
+  w.in = in;
+  w.values = reinterpret_cast<const void*>(values);
+  w.value_dtype = to_dtype(value_dtype, "values");
+  w.bitmap = reinterpret_cast<const uint8_t*>(bitmap);
+  w.offsets = reinterpret_cast<const int64_t*>(offsets);
+  w.value_count = value_count;
+  const MatrixView wt = to_view(wt_t, "output");
+  Status s;
+  {
+    py::gil_scoped_release release;
+    s = act_unpack_bitmap(w, wt);
+  }
+  check_status(s, "act_unpack_runs");
+}
+
 void act_linear(int64_t out, int64_t in, uintptr_t values, int value_dtype, uintptr_t bitmap, uintptr_t offsets,
                 int64_t value_count, double threshold, uintptr_t scale, bool complement, const MatrixTuple& x_t,
                 uintptr_t bias, int bias_dtype, const MatrixTuple& y_t, bool on_cuda, uintptr_t stream) {
@@ -82,6 +101,7 @@ void register_act(py::module_& m) {
   m.def("act_packed_elements", [](int64_t out, int64_t in) { return act_packed_elements(out, in); });
   m.def("act_bitmap_values", &act_bitmap_values_py);
   m.def("act_pack_bitmap", &act_pack_bitmap_py);
+  m.def("act_unpack_bitmap", &act_unpack_bitmap_py);
   m.def("act_bitmap_row_bytes", [](int64_t out) { return act_bitmap_row_bytes(out); });
   m.def("act_offset_slots", [](int64_t out) { return act_offset_slots(out); });
   m.attr("ACT_VALUE_PAD") = kActValuePad;

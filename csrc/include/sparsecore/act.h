@@ -52,6 +52,10 @@ Status act_pack_weight(const MatrixView& w, void* packed);
 // + 2 bytes) and offsets (in * act_offset_slots(out) int64).
 int64_t act_bitmap_values(const MatrixView& w);
 Status act_pack_bitmap(const MatrixView& w, uint8_t* bitmap, int64_t* offsets, void* values);
+// The inverse: W^T (in x out, the values' dtype, unit column stride) from the
+// runs of w (bitmap, offsets, values, value_count); values copied bit for bit.
+// Offsets or bits that point outside the values return kInvalidIndex.
+Status act_unpack_bitmap(const ActWeightView& w, const MatrixView& wt);
 // The same product on the GPU (device pointers; scale, if any, on the device;
 // dense packed runs only). Launches on the current device. Results may differ
 // between runs in the last bits (partial sums of channel chunks are added

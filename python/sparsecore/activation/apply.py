@@ -149,5 +149,7 @@ def sparsify_activations_(model: nn.Module, config, filter_fn=None) -> Activatio
     else:
         raise TypeError(f"not an activation-sparsity config: {type(config).__name__}")
     install(model, modules)
+    from .tune import tune_prefill_
+    tune_prefill_(modules, config.prefill_tokens)
     return report
 

@@ -29,6 +29,7 @@ class TEALConfig:
     greedy_batches: int = 4
     prefill: PrefillPolicy = field(default_factory=PrefillPolicy)
     progress: bool = True
+    prefill_tokens: int | None = 128   # prompt length up to which the prefill path is measured
 
     method = "teal"
     weighted = False  # score |x| (TEAL) or |x| * ||W[:, j]|| (WINA, R-Sparse)
@@ -41,6 +42,7 @@ class TEALConfig:
             raise ValueError(f"greedy_step must be in (0, 0.5], got {self.greedy_step}")
         if int(self.greedy_batches) < 1:
             raise ValueError(f"greedy_batches must be >= 1, got {self.greedy_batches}")
+        _check_prefill_tokens(self.prefill_tokens)
         if not self.calibration:
             raise ValueError(f"{type(self).__name__} needs calibration= (a list of model inputs on real text)")
 
@@ -71,6 +73,7 @@ class RSparseConfig:
     seed_allocation: str = "uniform"
     prefill: PrefillPolicy = field(default_factory=PrefillPolicy)
     progress: bool = True
+    prefill_tokens: int | None = 128   # prompt length up to which the prefill path is measured
 
     method = "rsparse"
     weighted = True
@@ -86,8 +89,14 @@ class RSparseConfig:
             raise ValueError(f"seed_allocation must be 'uniform' or 'greedy', got {self.seed_allocation!r}")
         if int(self.fitness_batches) < 1:
             raise ValueError(f"fitness_batches must be >= 1, got {self.fitness_batches}")
+        _check_prefill_tokens(self.prefill_tokens)
         if not self.calibration:
             raise ValueError("RSparseConfig needs calibration= (a list of model inputs on real text)")
+
+
+def _check_prefill_tokens(value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"prefill_tokens must be None or an int >= 1, got {value!r}")
 
 
 ACTIVATION_CONFIGS = (TEALConfig, WINAConfig, RSparseConfig)

@@ -17,8 +17,10 @@ PREFILL_MODES = ("sparse", "dense", "tail")
 # weight seen as W.T (a strided view, no copy): at prefill sizes a tuned dense GEMM
 # on the masked input beats skipping columns row by row (measured 1536x576: N = 64,
 # 3.1 ms sparsecore vs 2.1 dense; N = 256, 13.3 vs 6.8 masked MKL). bf16/fp16 stay on the
-# sparsecore kernel at every N (torch's CPU bf16 GEMM is 4x slower than it).
+# sparsecore kernel until measured (activation/tune.py): torch's CPU bf16 GEMM is 4x slower
+# than fp32 on AVX2-only CPUs and 4x faster on CPUs with AVX512-BF16.
 _GEMM_MIN_ROWS_FP32 = 64
+_DEFAULT = object()  # gemm_from_tokens not measured: the rule above
 
 
 def dense_weight(module: nn.Module) -> torch.Tensor:
@@ -158,19 +160,34 @@ class ActSparseLinear(nn.Module):
         return x.device.type in devices and x.dtype in VALUE_DTYPES and self.packed.dtype in VALUE_DTYPES
 
     def _gemm(self, x: torch.Tensor) -> bool:
-        """Whether this call goes through torch's fp32 GEMM (see _GEMM_MIN_ROWS_FP32)."""
+        """Whether this call goes through torch's dense GEMM: on the CPU, from
+        ``gemm_from_tokens`` rows of x on (measured per layer by :func:`tune_prefill_`;
+        before that, the fp32 rule of _GEMM_MIN_ROWS_FP32)."""
+        limit = self.__dict__.get("gemm_from_tokens", _DEFAULT)
+        if limit is _DEFAULT:
+            limit = (_GEMM_MIN_ROWS_FP32 if self.packed.dtype == torch.float32 and self.runs_bitmap is None
+                     else None)
         rows = x.numel() // max(x.shape[-1], 1)
-        return (x.device.type == "cpu" and x.dtype == torch.float32 and self.packed.dtype == torch.float32
-                and self.runs_bitmap is None and rows >= _GEMM_MIN_ROWS_FP32)
+        return (limit is not None and rows >= limit and x.device.type == "cpu" and x.dtype == self.packed.dtype
+                and self.packed.dtype in VALUE_DTYPES)
+
+    def _gemm_weight(self) -> torch.Tensor:
+        """W^T for the GEMM: a view of the packed layout, or written densely from the runs."""
+        if self.runs_bitmap is None:
+            return self.packed[:, : self.out_features]
+        return torch.ops.sparsecore.act_unpack_runs(self.packed, self.runs_bitmap, self.runs_offsets,
+                                                    self.in_features, self.out_features)
 
     def _masked_gemm(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
-        score = x.abs() * self.scale if self.scale is not None else x.abs()
+        # Scores in fp32, as the kernels compare them (a bf16 comparison would round the
+        # threshold to bf16 and flip the channels next to it).
+        score = x.abs().float() * self.scale if self.scale is not None else x.abs().float()
         keep = ~(score <= threshold)  # NaN / Inf stay: they reach y instead of vanishing
-        y = torch.matmul(x * keep, self.packed[:, : self.out_features])
+        y = torch.matmul(x * keep.to(x.dtype), self._gemm_weight())
         if self.bias is not None:
             y = y + self.bias
         if self.rank:
-            z = torch.matmul(x * ~keep, self.lowrank_down[:, : self.rank])
+            z = torch.matmul(x * (~keep).to(x.dtype), self.lowrank_down[:, : self.rank])
             y = y + torch.matmul(z, self.lowrank_up[:, : self.out_features])
         return y
 
@@ -204,7 +221,7 @@ class ActSparseLinear(nn.Module):
 
     def _dense(self, x: torch.Tensor) -> torch.Tensor:
         if self._gemm(x):
-            y = torch.matmul(x, self.packed[:, : self.out_features])
+            y = torch.matmul(x, self._gemm_weight())
             return self._poison(y + self.bias if self.bias is not None else y, x)
         if not self._uses_kernel(x):
             return self._poison(reference_act_linear(x, self.weight, -math.inf, bias=self.bias), x)

@@ -97,6 +97,33 @@ for _device in ("cpu", "cuda"):
     torch.library.impl("sparsecore::act_linear", _device, lib=lib)(_run)
 torch.library.register_fake("sparsecore::act_linear", lib=lib)(_fake)
 
+# W^T (in_features x out_features) written densely from weight-sparse runs: the prefill
+# path of a layer for which the dense GEMM measured faster at that prompt length.
+lib.define("act_unpack_runs(Tensor values, Tensor bitmap, Tensor offsets, int in_features, int out_features) "
+           "-> Tensor")
+
+
+@torch.library.impl("sparsecore::act_unpack_runs", "cpu", lib=lib)
+def _unpack_runs(values, bitmap, offsets, in_, out_features):
+    require(values, "values", dtype=VALUE_DTYPES, ndim=1, device=torch.device("cpu"))
+    if in_ < 0 or out_features < 0:
+        raise ValueError(f"in_features and out_features must be >= 0, got {in_} and {out_features}")
+    if values.numel() < ACT_VALUE_PAD:
+        raise ValueError(f"weight-sparse values must be padded with {ACT_VALUE_PAD} entries (use pack_weight_sparse)")
+    require(bitmap, "bitmap", dtype=torch.uint8, ndim=1, device=values.device,
+            numel=in_ * _C.act_bitmap_row_bytes(out_features) + 2)
+    require(offsets, "offsets", dtype=torch.int64, ndim=1, device=values.device,
+            numel=in_ * _C.act_offset_slots(out_features))
+    wt = torch.empty(in_, out_features, dtype=values.dtype)
+    _C.act_unpack_bitmap(out_features, in_, values.data_ptr(), dtype_code(values.dtype, "values"), bitmap.data_ptr(),
+                         offsets.data_ptr(), values.numel() - ACT_VALUE_PAD, matrix_tuple(wt))
+    return wt
+
+
+@torch.library.register_fake("sparsecore::act_unpack_runs", lib=lib)
+def _unpack_runs_fake(values, bitmap, offsets, in_, out_features):
+    return values.new_empty(in_, out_features)
+
 
 def act_sparse_linear(x: torch.Tensor, packed: torch.Tensor, out_features: int, threshold: float, *,
                       scale: torch.Tensor | None = None, bias: torch.Tensor | None = None,
