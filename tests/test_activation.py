@@ -438,7 +438,7 @@ def test_unpack_runs_bad_inputs(gen):
 def test_prefill_gemm_choice_follows_the_measurement(dtype, gemm_wins_from, gen, monkeypatch):
     """TEAL on a pruned model: the prefill path (kernel or masked dense GEMM over the runs
     written densely) is chosen per layer by measurement and computes the same product."""
-    import sparsecore.sparsify as sp
+    import sparsecore.kernel_choice as sp
 
     model = tiny_llama()
     cal = calibration(gen)

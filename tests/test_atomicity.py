@@ -93,7 +93,7 @@ def test_calibrated_failure_midway_restores_the_weights(monkeypatch):
 def test_interrupt_while_timing_restores_the_model(monkeypatch):
     model = net()
     snap = snapshot(model)
-    import sparsecore.sparsify as sp
+    import sparsecore.kernel_choice as sp
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

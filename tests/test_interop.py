@@ -103,7 +103,7 @@ def test_dense_checkpoint_stays_dense(gen, tmp_path):
 
 
 def test_sparsify_pruned_restores_on_failure(gen, monkeypatch):
-    import sparsecore.sparsify as sp
+    import sparsecore.kernel_choice as sp
 
     model = _pruned(PRUNINGS["50%"](gen), gen)
     from sparsecore.models.profile import dense_twin

@@ -60,7 +60,7 @@ def test_filter_fn_and_fallback(gen):
 def test_auto_format_keeps_the_measured_fastest(fastest, gen, monkeypatch):
     """format="auto" times N:M weights in the N:M kernel and as CSR (same entries) and keeps
     what the clock says; an explicit format or reformat=False is never changed."""
-    import sparsecore.sparsify as sp
+    import sparsecore.kernel_choice as sp
 
     def fake_times(layers, inputs, reps=5):
         kind = lambda m: type(m.weight).__name__ if isinstance(m, SparseLinear) else "dense"
@@ -118,7 +118,7 @@ def test_failure_leaves_model_untouched(gen):
 def test_prefill_threshold_follows_the_measurement(densified_wins_from, gen, monkeypatch):
     """Layers kept sparse for decode run prefill through the dense GEMM from the smallest
     measured prompt length at which that is faster (and at every longer one)."""
-    import sparsecore.sparsify as sp
+    import sparsecore.kernel_choice as sp
 
     def fake_times(layers, inputs, reps=5):
         out = []
@@ -151,7 +151,7 @@ def test_prefill_threshold_follows_the_measurement(densified_wins_from, gen, mon
 
 
 def test_prefill_tuning_off(gen, monkeypatch):
-    import sparsecore.sparsify as sp
+    import sparsecore.kernel_choice as sp
 
     monkeypatch.setattr(sp, "_times_in_forward_order",
                         lambda layers, inputs, reps=5: [0.1 if not isinstance(m, nn.Module) else 1.0 for m in layers])

@@ -26,7 +26,8 @@ from .serialization import load_sparse, save_sparse
 from .nn import load_sparse_state_dict
 from .models.interop import export_pretrained, load_pretrained, sparsify_pruned_
 from .sparsify import (BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, SparsifyReport, WandaConfig,
-                       select_kernels_, sparsify_)
+                       sparsify_)
+from .kernel_choice import select_kernels_
 from .activation import ActSparseLinear, RSparseConfig, TEALConfig, WINAConfig
 from .attention import (BLASSTConfig, GrowingCache, QuestCache, QuestConfig, StaticAttentionConfig,
                         TopKAttentionConfig, flash_attention, sparsify_attention_)

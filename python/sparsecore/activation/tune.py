@@ -44,7 +44,7 @@ def tune_prefill_(layers, prefill_tokens: int | None = 128) -> dict[str, int | N
     name -> layer): the smallest of 16, 64 and ``prefill_tokens`` from which the masked
     dense GEMM beats the activation-sparse kernel at every larger one; None (the kernel at
     every length) where it does not win at ``prefill_tokens``. Returns name -> choice."""
-    from ..sparsify import _prefill_ladder, _times_in_forward_order
+    from ..kernel_choice import _prefill_ladder, _times_in_forward_order
 
     names = [n for n, m in layers.items() if m.packed.device.type == "cpu"]
     mods = [layers[n] for n in names]

@@ -61,10 +61,12 @@ def sparsify_pruned_(model: nn.Module, *, min_sparsity: float = MIN_SPARSITY, tu
     tune prefill up to ``prefill_tokens``, as :func:`sparsecore.select_kernels_` does).
     Returns the :class:`sparsecore.SparsifyReport`; the model is unchanged if anything fails."""
     from ..nn import SparseLinear
-    from ..sparsify import _choose_kernels, _format_for, _output_embedding, _set_child, _shared_weights, _targets
+    from ..kernel_choice import _check_prefill_tokens, _choose_kernels, _set_child
+    from ..sparsify import _format_for, _output_embedding, _shared_weights, _targets
 
     if not 0.0 < float(min_sparsity) < 1.0:
         raise ValueError(f"min_sparsity must be in (0, 1), got {min_sparsity}")
+    _check_prefill_tokens(prefill_tokens)
     head = _output_embedding(model)
     targets = _targets(model, None, lm_head=isinstance(head, nn.Linear))
     shared = _shared_weights(model, targets)  # a tied head is the (dense) input embedding: left alone
@@ -167,7 +169,7 @@ def load_pretrained(path: str, dtype: torch.dtype = torch.float32, *, tune_token
     if _has_sparse_parts(path):
         model = _load_saved_sparse(path, dtype)
         if fallback_to_dense:
-            from ..sparsify import select_kernels_
+            from ..kernel_choice import select_kernels_
             select_kernels_(model, tune_tokens)
     else:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
