@@ -35,16 +35,22 @@ void act_pack_bitmap_py(const MatrixTuple& w_t, uintptr_t bitmap, uintptr_t offs
   check_status(s, "act_pack_bitmap");
 }
 
-void act_unpack_bitmap_py(int64_t out, int64_t in, uintptr_t values, int value_dtype, uintptr_t bitmap,
-                          uintptr_t offsets, int64_t value_count, const MatrixTuple& wt_t) {
+ActWeightView make_weight(int64_t out, int64_t in, uintptr_t values, int value_dtype, uintptr_t bitmap,
+                          uintptr_t offsets, int64_t value_count, const char* what) {
   ActWeightView w;
   w.out = out;
   w.in = in;
   w.values = reinterpret_cast<const void*>(values);
-  w.value_dtype = to_dtype(value_dtype, "values");
+  w.value_dtype = to_dtype(value_dtype, what);
   w.bitmap = reinterpret_cast<const uint8_t*>(bitmap);
   w.offsets = reinterpret_cast<const int64_t*>(offsets);
   w.value_count = value_count;
+  return w;
+}
+
+void act_unpack_bitmap_py(int64_t out, int64_t in, uintptr_t values, int value_dtype, uintptr_t bitmap,
+                          uintptr_t offsets, int64_t value_count, const MatrixTuple& wt_t) {
+  const ActWeightView w = make_weight(out, in, values, value_dtype, bitmap, offsets, value_count, "values");
   const MatrixView wt = to_view(wt_t, "output");
   Status s;
   {
@@ -63,14 +69,7 @@ void act_linear(int64_t out, int64_t in, uintptr_t values, int value_dtype, uint
   if (bitmap == 0 && out > 0 && in > 0 && values == 0) value_error("act_linear: null packed weight");
   if (bitmap != 0 && (value_count < 0 || (value_count > 0 && values == 0)))
     value_error("act_linear: bad stored-value count");
-  ActWeightView w;
-  w.out = out;
-  w.in = in;
-  w.values = reinterpret_cast<const void*>(values);
-  w.value_dtype = to_dtype(value_dtype, "packed weight");
-  w.bitmap = reinterpret_cast<const uint8_t*>(bitmap);
-  w.offsets = reinterpret_cast<const int64_t*>(offsets);
-  w.value_count = value_count;
+  const ActWeightView w = make_weight(out, in, values, value_dtype, bitmap, offsets, value_count, "packed weight");
   const MatrixView x = to_view(x_t, "input");
   const MatrixView y = to_view(y_t, "output");
   if (x.cols != in)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..kernel_choice import _check_prefill_tokens
 from .linear import PrefillPolicy
 
 
@@ -92,11 +93,6 @@ class RSparseConfig:
         _check_prefill_tokens(self.prefill_tokens)
         if not self.calibration:
             raise ValueError("RSparseConfig needs calibration= (a list of model inputs on real text)")
-
-
-def _check_prefill_tokens(value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"prefill_tokens must be None or an int >= 1, got {value!r}")
 
 
 ACTIVATION_CONFIGS = (TEALConfig, WINAConfig, RSparseConfig)
