@@ -447,7 +447,7 @@ def test_prefill_gemm_choice_follows_the_measurement(dtype, gemm_wins_from, gen,
 
     def fake_times(layers, inputs, reps=5):
         gemm = [getattr(fn, "gemm", False) for fn in layers]
-        return [0.5 if g and gemm_wins_from is not None and x.shape[0] >= gemm_wins_from else 1.0
+        return [0.5 if g and gemm_wins_from is not None and x.shape[-2] >= gemm_wins_from else 1.0
                 for g, x in zip(gemm, inputs)]
 
     monkeypatch.setattr(sp, "_times_in_forward_order", fake_times)

@@ -83,6 +83,23 @@ def test_spin_setting_and_env():
     assert out.strip() == "5000"
 
 
+def test_thread_backend_setting_env_and_info():
+    assert sparsecore.get_thread_backend() == "openmp"  # torch's OpenMP runtime is loaded
+    assert sparsecore.info()["cpu_thread_backend"] == "openmp"
+    try:
+        sparsecore.set_thread_backend("own")
+        assert sparsecore.get_thread_backend() == "own" and sparsecore.info()["cpu_thread_backend"] == "own"
+        with pytest.raises(ValueError, match="thread backend"):
+            sparsecore.set_thread_backend("tbb")
+        assert sparsecore.get_thread_backend() == "own"  # a bad value changes nothing
+    finally:
+        sparsecore.set_thread_backend("auto")
+    code = "import sparsecore; print(sparsecore.get_thread_backend())"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SPARSECORE_THREAD_BACKEND": "own"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "own"
+
+
 class HoldProbe(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -12,6 +12,16 @@ from sparsecore.activation import act_sparse_linear, pack_weight
 from conftest import random_dense, random_sparse
 
 
+@pytest.fixture(params=["auto", "own"], autouse=True)
+def backend(request):
+    """Every test on both pools: torch's OpenMP runtime ("auto" here, as torch is loaded)
+    and sparsecore's own."""
+    sparsecore.set_thread_backend(request.param)
+    assert sparsecore.get_thread_backend() == ("own" if request.param == "own" else "openmp")
+    yield request.param
+    sparsecore.set_thread_backend("auto")
+
+
 def _big_case():
     gen = torch.Generator().manual_seed(7)
     w = random_sparse(512, 768, 0.3, gen)

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <algorithm>
 #include <new>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include <pthread.h>
 #endif
 
+#include "host_openmp.h"
 #include "sparsecore/cpu_isa.h"
 
 namespace sparsecore::cpu {
@@ -48,9 +50,14 @@ class Pool {
         // old object is abandoned, not destroyed: its members may be locked).
         const int threads = g_pool->threads();
         const int spin = g_pool->spin_us();
+        const bool own = g_pool->own_only_.load();
         g_pool = new Pool();
         g_pool->threads_.store(threads);
         g_pool->spin_us_.store(spin);
+        g_pool->own_only_.store(own);
+        // The host OpenMP runtime's workers did not survive the fork either, and
+        // libgomp does not rebuild its team: the child uses our pool only.
+        g_pool->forked_ = true;
         t_in_pool = false;
       });
 #endif
@@ -78,6 +85,11 @@ class Pool {
   }
   int holds() const { return hold_.load(std::memory_order_acquire); }
   void set_spin_us(int us) { spin_us_.store(us < 0 ? default_spin_us() : us, std::memory_order_relaxed); }
+  void set_own_only(bool own) { own_only_.store(own, std::memory_order_relaxed); }
+  // The process's OpenMP runtime when parallel work goes there (see host_openmp.h).
+  HostParallelFn host() const {
+    return own_only_.load(std::memory_order_relaxed) || forked_ ? nullptr : host_openmp_parallel();
+  }
 
   Status run(int64_t num_tasks, void (*fn)(void*, int64_t), void* ctx) {
     Job job;
@@ -88,7 +100,16 @@ class Pool {
     bool expected = false;
     // One job at a time; a second caller (another host thread, or a task of
     // the running job) does its tasks itself.
-    if (want <= 1 || num_tasks <= 1 || t_in_pool || !busy_.compare_exchange_strong(expected, true)) {
+    if (want <= 1 || num_tasks <= 1 || t_in_pool) {
+      work(job);
+      return Status(job.failure.load());
+    }
+    if (HostParallelFn omp = host()) {
+      // Several host threads may each run a team at once; a nested call runs inline.
+      omp(&host_team_body, &job, unsigned(std::min<int64_t>(want, num_tasks)), 0);
+      return Status(job.failure.load());
+    }
+    if (!busy_.compare_exchange_strong(expected, true)) {
       work(job);
       return Status(job.failure.load());
     }
@@ -130,6 +151,18 @@ class Pool {
   Pool() {
     threads_.store(default_threads());
     spin_us_.store(default_spin_us());
+    own_only_.store(default_own_only());
+  }
+
+  static bool default_own_only() {
+    const char* env = std::getenv("SPARSECORE_THREAD_BACKEND");
+    return env != nullptr && std::string(env) == "own";
+  }
+
+  static void host_team_body(void* job) {
+    t_in_pool = true;
+    work(*static_cast<Job*>(job));
+    t_in_pool = false;
   }
 
   static int default_spin_us() {
@@ -207,6 +240,8 @@ class Pool {
   std::atomic<int> threads_{1};
   std::atomic<int> spin_us_{200};
   std::atomic<int> hold_{0};
+  std::atomic<bool> own_only_{false};  // never the host OpenMP runtime
+  bool forked_ = false;                // this pool was made in a fork() child
   std::atomic<bool> busy_{false};
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -233,4 +268,6 @@ int cpu_spin_us() { return cpu::Pool::get().spin_us(); }
 void cpu_set_spin_us(int us) { cpu::Pool::get().set_spin_us(us); }
 void cpu_hold_threads(bool on) { cpu::Pool::get().hold(on); }
 int cpu_thread_holds() { return cpu::Pool::get().holds(); }
+const char* cpu_thread_backend() { return cpu::Pool::get().host() ? "openmp" : "own"; }
+void cpu_set_thread_backend_own(bool own) { cpu::Pool::get().set_own_only(own); }
 }  // namespace sparsecore

@@ -31,6 +31,7 @@ py::dict info() {
   d["cpu_isa_available"] = available;
   d["cpu_isa_selected"] = cpu_isa_name(cpu_isa_selected());
   d["cpu_threads"] = cpu_num_threads();
+  d["cpu_thread_backend"] = std::string(cpu_thread_backend());
   d["cuda_compiled"] = cuda_compiled();
   d["cuda_archs"] = std::string(cuda_archs_compiled());
   d["cuda_devices"] = cuda_device_count();
@@ -64,6 +65,8 @@ void register_runtime(py::module_& m) {
   m.def("get_spin_us", &cpu_spin_us);
   m.def("hold_threads", &cpu_hold_threads);
   m.def("thread_holds", &cpu_thread_holds);
+  m.def("get_thread_backend", [] { return std::string(cpu_thread_backend()); });
+  m.def("set_thread_backend_own", &cpu_set_thread_backend_own);
   m.def("bitmap_row_bytes", [](int64_t cols) { return bitmap_row_bytes(cols); });
   m.def("cuda_device_check", &cuda_device_check);
 }

@@ -36,11 +36,13 @@ from .runtime import (
     cpu_isa,
     get_num_threads,
     get_spin_us,
+    get_thread_backend,
     hold_threads_during_forward,
     info,
     set_cpu_isa,
     set_num_threads,
     set_spin_us,
+    set_thread_backend,
     use_cpu_isa,
 )
 
@@ -89,5 +91,7 @@ __all__ = [
     "get_num_threads",
     "set_spin_us",
     "get_spin_us",
+    "set_thread_backend",
+    "get_thread_backend",
     "hold_threads_during_forward",
 ]

@@ -71,6 +71,23 @@ def get_spin_us() -> int:
     return _C.get_spin_us()
 
 
+def set_thread_backend(backend: str) -> None:
+    """Where the CPU kernels' parallel work runs. ``"auto"`` (the default): on the OpenMP
+    runtime already loaded in the process (torch's), so torch's ops and ours share one set of
+    threads; with two pools, torch's OpenMP workers spin on the cores after each torch op
+    and a sparse kernel right after one ran up to 2x slower (docs/results.md, "Two thread
+    pools"). ``"own"``: sparsecore's own pool (also SPARSECORE_THREAD_BACKEND=own; always
+    the case where no OpenMP runtime is loaded and in fork() children)."""
+    if backend not in ("auto", "own"):
+        raise ValueError(f"thread backend must be 'auto' or 'own', got {backend!r}")
+    _C.set_thread_backend_own(backend == "own")
+
+
+def get_thread_backend() -> str:
+    """``"openmp"`` or ``"own"``: the pool the kernels use now (see :func:`set_thread_backend`)."""
+    return _C.get_thread_backend()
+
+
 @contextlib.contextmanager
 def threads_held() -> Iterator[None]:
     """Inside, idle kernel threads keep spinning (yielding their core to any runnable thread)

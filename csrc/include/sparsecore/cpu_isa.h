@@ -31,5 +31,12 @@ void cpu_set_spin_us(int us);
 // spinning (yielding the core to runnable threads) instead of sleeping.
 void cpu_hold_threads(bool on);
 int cpu_thread_holds();
+// Where parallel work runs: "openmp" (the OpenMP runtime already loaded in the
+// process, e.g. torch's: one set of threads instead of two competing ones) or
+// "own" (this library's pool; also where no runtime is loaded, in fork()
+// children, and with SPARSECORE_THREAD_BACKEND=own). Spin and holds apply to
+// the own pool only.
+const char* cpu_thread_backend();
+void cpu_set_thread_backend_own(bool own);  // false: the OpenMP runtime where one is loaded
 
 }  // namespace sparsecore

@@ -178,11 +178,15 @@ class ActSparseLinear(nn.Module):
         return torch.ops.sparsecore.act_unpack_runs(self.packed, self.runs_bitmap, self.runs_offsets,
                                                     self.in_features, self.out_features)
 
-    def _masked_gemm(self, x: torch.Tensor, threshold: float) -> torch.Tensor:
+    def _masked_gemm(self, x: torch.Tensor, threshold: float, dense_rows: int = 0) -> torch.Tensor:
+        """One GEMM over every row of x; the first ``dense_rows`` of each sequence keep all
+        channels (the prefill policy's dense head), the others the thresholded ones."""
         # Scores in fp32, as the kernels compare them (a bf16 comparison would round the
         # threshold to bf16 and flip the channels next to it).
         score = x.abs().float() * self.scale if self.scale is not None else x.abs().float()
         keep = ~(score <= threshold)  # NaN / Inf stay: they reach y instead of vanishing
+        if dense_rows:
+            keep[..., :dense_rows, :] = True
         y = torch.matmul(x * keep.to(x.dtype), self._gemm_weight())
         if self.bias is not None:
             y = y + self.bias
@@ -234,6 +238,8 @@ class ActSparseLinear(nn.Module):
             return self._sparse(x)
         if dense >= tokens:
             return self._dense(x)
+        if self._gemm(x):  # one GEMM over the whole prompt: one weight pass, no concatenation
+            return self._poison(self._masked_gemm(x, self.threshold, dense_rows=dense), x)
         return torch.cat([self._dense(x[..., :dense, :]), self._sparse(x[..., dense:, :])], dim=-2)
 
     def _apply(self, fn, recurse: bool = True):

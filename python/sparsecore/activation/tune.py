@@ -20,21 +20,23 @@ from .linear import ActSparseLinear
 
 
 def _inputs(layer: ActSparseLinear, tokens: int) -> torch.Tensor:
-    """Gaussian inputs whose fraction below the threshold is the layer's target sparsity
-    (so the kernel skips as many channels as on real text)."""
+    """One sequence of ``tokens`` Gaussian inputs whose fraction below the threshold is the
+    layer's target sparsity (so the kernel skips as many channels as on real text)."""
     target = layer.target_sparsity if layer.target_sparsity is not None else 0.5
     z = NormalDist().inv_cdf((1.0 + min(max(float(target), 0.01), 0.99)) / 2.0)
     sigma = max(layer.threshold, 1e-6) / z if math.isfinite(layer.threshold) else 1.0
-    x = torch.randn(tokens, layer.in_features) * sigma
+    x = torch.randn(1, tokens, layer.in_features) * sigma
     if layer.scale is not None:
         x = x / layer.scale.clamp_min(1e-12)
     return x.to(layer.packed.dtype)
 
 
 def _path(layer: ActSparseLinear, gemm: bool):
+    # The whole forward, prefill policy included (its dense head of the prompt costs the
+    # kernel a full pass over the weight; the GEMM takes it in the same call).
     def run(x):
         layer.gemm_from_tokens = 1 if gemm else None
-        return layer._sparse(x)
+        return layer(x)
     run.gemm = gemm  # which path (for readers of the timings)
     return run
 

@@ -90,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     ms.add_argument("--no-llama", action="store_true", help="skip the Llama-7B-shaped table")
     ms.add_argument("--json", help="also write the results as JSON here")
     ms.set_defaults(module="model_speed")
-    sp = sub.add_parser("spin", help="SmolLM2 decode, dense vs 50% sparse, at several thread-pool spin lengths")
-    sp.add_argument("--spins", help="comma-separated microseconds or 'held' (default 0,200,2000,20000,held)")
+    sp = sub.add_parser("spin", help="SmolLM2 decode, dense vs 50% sparse: torch's OpenMP threads vs our own pool "
+                                       "at several spin lengths")
+    sp.add_argument("--spins", help="comma-separated 'openmp', microseconds of own-pool spin, or 'held' "
+                                    "(default openmp,0,200,2000,20000,held)")
     sp.add_argument("--rounds", type=int, default=3)
     sp.add_argument("--json", help="also write the results as JSON here")
     sp.set_defaults(module="spin")

@@ -1,4 +1,4 @@
-"""The thread pool's spin-then-sleep, measured on whole-model decode.
+"""The thread pools, measured on whole-model decode and prefill.
 
 Between two sparsecore kernel calls of a decode step, torch runs norms, rotary and
 attention. A worker that sleeps between calls pays a condition-variable wake-up (tens of
@@ -6,6 +6,9 @@ microseconds) at each of the ~210 calls of a SmolLM2 step; a worker that keeps s
 takes a core from torch's ops in between. This benchmark decodes the same pruned model
 with several spin lengths, dense beside it, taking turns, and prints tokens/s and the
 ratio to dense per setting (``sparsecore.set_spin_us``; the default is chosen from it).
+The spin settings run on sparsecore's own pool; "openmp" runs the kernels on torch's
+OpenMP threads instead (the default, ``sparsecore.set_thread_backend``), where torch's
+workers, spinning after each torch op, no longer compete with a second pool for the cores.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import json
 
 import torch
 
-# Microseconds; "held" = the default spin plus threads held while a forward is in flight.
-SPINS_US = (0, 200, 2000, 20000, "held")
+# "openmp" = torch's OpenMP threads; microseconds of spin on our own pool; "held" = our pool
+# with the default spin plus threads held while a forward is in flight.
+SPINS_US = ("openmp", 0, 200, 2000, 20000, "held")
 
 
 def run(spins=SPINS_US, sparsity: float = 0.5, prompt_tokens: int = 128, new_tokens: int = 32,
@@ -36,7 +40,8 @@ def run(spins=SPINS_US, sparsity: float = 0.5, prompt_tokens: int = 128, new_tok
     try:
         for spin in spins:
             held = spin == "held"
-            sparsecore.set_spin_us(-1 if held else int(spin))
+            sparsecore.set_thread_backend("auto" if spin == "openmp" else "own")
+            sparsecore.set_spin_us(-1 if held or spin == "openmp" else int(spin))
             if held:
                 sparsecore.hold_threads_during_forward(sparse)
             else:  # the hooks sparsify_ registered: off for the plain spin settings
@@ -50,6 +55,7 @@ def run(spins=SPINS_US, sparsity: float = 0.5, prompt_tokens: int = 128, new_tok
             print(f"  spin {spin} us: {rows[-1]}", flush=True)
     finally:
         sparsecore.set_spin_us(before)
+        sparsecore.set_thread_backend("auto")
     return rows
 
 
@@ -61,7 +67,7 @@ def _remove_hooks(model, *fns) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| spin (us) | dense decode tok/s | sparse decode tok/s | decode x | prefill x |", "|---|---|---|---|---|"]
+    lines = ["| pool / spin (us) | dense decode tok/s | sparse decode tok/s | decode x | prefill x |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['spin_us']} | {r['dense_tok_s']:.1f} | {r['sparse_tok_s']:.1f} | "
                      f"{r['sparse_tok_s'] / r['dense_tok_s']:.2f}x | "
@@ -70,7 +76,8 @@ def table(rows: list[dict]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    spins = tuple(s if s == "held" else int(s) for s in args.spins.split(",")) if args.spins else SPINS_US
+    spins = tuple(s if s in ("held", "openmp") else int(s) for s in args.spins.split(",")) if args.spins \
+        else SPINS_US
     rows = run(spins, rounds=args.rounds)
     print(f"\nSmolLM2-135M fp32, magnitude 50% (fallback to dense per layer), batch 1, 128-token prompt, "
           f"32 decode steps, {torch.get_num_threads()} threads; dense and sparse taking turns per setting\n")
