@@ -445,12 +445,11 @@ def test_prefill_gemm_choice_follows_the_measurement(dtype, gemm_wins_from, gen,
     sparsecore.sparsify_(model, sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False))
     model.to(dtype)
 
-    def fake_times(layers, inputs, reps=5):
-        gemm = [getattr(fn, "gemm", False) for fn in layers]
-        return [0.5 if g and gemm_wins_from is not None and x.shape[-2] >= gemm_wins_from else 1.0
-                for g, x in zip(gemm, inputs)]
+    def fake_ms(fn, x):
+        gemm = getattr(fn, "gemm", False)
+        return 0.5 if gemm and gemm_wins_from is not None and x.shape[-2] >= gemm_wins_from else 1.0
 
-    monkeypatch.setattr(sp, "_times_in_forward_order", fake_times)
+    monkeypatch.setattr(sp, "_call_ms", fake_ms)
     sparsecore.sparsify_(model, TEALConfig(0.5, calibration=cal, allocation="uniform", progress=False,
                                            prefill=PrefillPolicy("sparse")))
     monkeypatch.undo()

@@ -98,7 +98,7 @@ def test_interrupt_while_timing_restores_the_model(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sp, "_times_in_forward_order", interrupted)
+    monkeypatch.setattr(sp, "_call_ms", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sparsecore.sparsify_(model, MagnitudeConfig(sparsity=0.5))
     assert_unchanged(model, snap)

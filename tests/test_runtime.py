@@ -100,6 +100,24 @@ def test_thread_backend_setting_env_and_info():
     assert out.strip() == "own"
 
 
+def test_omp_wait_policy_left_alone_unless_own_pool():
+    """Importing sparsecore before torch must not make torch's OpenMP threads wait passively
+    on the default backend (every parallel region, ours included, would pay a wake-up); with
+    the own pool it defaults to PASSIVE, and a value the user set always wins."""
+    code = "import os, sparsecore; print(os.environ.get('OMP_WAIT_POLICY', '-'))"
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_WAIT_POLICY", "SPARSECORE_THREAD_BACKEND", "SPARSECORE_KEEP_OMP_POLICY")}
+
+    def policy(**env):
+        return subprocess.run([sys.executable, "-c", code], env={**base, **env}, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert policy() == "-"
+    assert policy(SPARSECORE_THREAD_BACKEND="own") == "PASSIVE"
+    assert policy(SPARSECORE_THREAD_BACKEND="own", SPARSECORE_KEEP_OMP_POLICY="1") == "-"
+    assert policy(SPARSECORE_THREAD_BACKEND="own", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"
+
+
 class HoldProbe(torch.nn.Module):
     def __init__(self):
         super().__init__()

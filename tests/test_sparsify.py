@@ -62,11 +62,11 @@ def test_auto_format_keeps_the_measured_fastest(fastest, gen, monkeypatch):
     what the clock says; an explicit format or reformat=False is never changed."""
     import sparsecore.kernel_choice as sp
 
-    def fake_times(layers, inputs, reps=5):
-        kind = lambda m: type(m.weight).__name__ if isinstance(m, SparseLinear) else "dense"
-        return [0.5 if kind(m) == fastest else 1.0 for m in layers]
+    def fake_ms(m, x):
+        kind = type(m.weight).__name__ if isinstance(m, SparseLinear) else "dense"
+        return 0.5 if kind == fastest else 1.0
 
-    monkeypatch.setattr(sp, "_times_in_forward_order", fake_times)
+    monkeypatch.setattr(sp, "_call_ms", fake_ms)
     model = small_model(gen)
     x = torch.randn(3, 64, generator=gen)
     report = sparsify_(model, NMConfig(n=2, m=4))
@@ -120,19 +120,15 @@ def test_prefill_threshold_follows_the_measurement(densified_wins_from, gen, mon
     measured prompt length at which that is faster (and at every longer one)."""
     import sparsecore.kernel_choice as sp
 
-    def fake_times(layers, inputs, reps=5):
-        out = []
-        for m, x in zip(layers, inputs):
-            if isinstance(m, nn.Linear):
-                out.append(2.0)            # dense twin: slower than sparse at decode
-            elif isinstance(m, SparseLinear):
-                out.append(1.0)
-            else:                          # densify + GEMM
-                wins = densified_wins_from is not None and x.shape[0] >= densified_wins_from
-                out.append(0.5 if wins else 1.5)
-        return out
+    def fake_ms(m, x):
+        if isinstance(m, nn.Linear):
+            return 2.0                     # dense twin: slower than sparse at decode
+        if isinstance(m, SparseLinear):
+            return 1.0
+        wins = densified_wins_from is not None and x.shape[0] >= densified_wins_from  # densify + GEMM
+        return 0.5 if wins else 1.5
 
-    monkeypatch.setattr(sp, "_times_in_forward_order", fake_times)
+    monkeypatch.setattr(sp, "_call_ms", fake_ms)
     model = small_model(gen)
     report = sparsify_(model, MagnitudeConfig(sparsity=0.5, prefill_tokens=128))
     assert [r.dense_from_tokens for r in report.layers] == [densified_wins_from] * 3
@@ -153,8 +149,7 @@ def test_prefill_threshold_follows_the_measurement(densified_wins_from, gen, mon
 def test_prefill_tuning_off(gen, monkeypatch):
     import sparsecore.kernel_choice as sp
 
-    monkeypatch.setattr(sp, "_times_in_forward_order",
-                        lambda layers, inputs, reps=5: [0.1 if not isinstance(m, nn.Module) else 1.0 for m in layers])
+    monkeypatch.setattr(sp, "_call_ms", lambda m, x: 0.1 if not isinstance(m, nn.Module) else 1.0)
     for config in (MagnitudeConfig(sparsity=0.5, prefill_tokens=None, fallback_to_dense=False),
                    MagnitudeConfig(sparsity=0.5, fallback_to_dense=False),       # all-sparse means no GEMM either
                    MagnitudeConfig(sparsity=0.5, prefill_tokens=1)):
@@ -166,3 +161,25 @@ def test_prefill_tuning_off(gen, monkeypatch):
             sparsify_(small_model(gen), MagnitudeConfig(sparsity=0.5, prefill_tokens=bad))
     with pytest.raises(ValueError, match="prefill_tokens"):
         sp.select_kernels_(small_model(gen), prefill_tokens=0)
+
+
+def test_timing_variants_take_turns_so_a_slow_spell_hits_all(monkeypatch):
+    """Dense and sparse are timed round by round, not one after the other: with a machine
+    that runs 3x slower for the first half of the measurement, timing dense first and sparse
+    second would call the slower sparse kernel faster."""
+    import sparsecore.kernel_choice as sp
+
+    calls = []
+    base = {"dense0": 1.0, "dense1": 1.0, "sparse0": 1.2}
+
+    def drifting_ms(layer, x):
+        calls.append(layer)
+        total = 3 * 6  # 3 calls a round, reps=5 plus one warm-up round
+        return base[layer] * (3.0 if len(calls) <= total // 2 else 1.0)
+
+    monkeypatch.setattr(sp, "_call_ms", drifting_ms)
+    x = torch.zeros(1, 4)
+    dense_ms, sparse_ms = sp._interleaved_times([["dense0", "dense1"], ["sparse0", None]], [x, x], reps=5)
+    assert calls == ["dense0", "dense1", "sparse0"] * 6
+    assert dense_ms == [1.0, 1.0] and sparse_ms == [1.2, None]
+    assert sparse_ms[0] > dense_ms[0]

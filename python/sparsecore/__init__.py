@@ -10,13 +10,16 @@ from ._version import __version__
 import os as _os
 import sys as _sys
 
-# sparsecore's kernels run on their own thread pool between torch ops. torch's OpenMP
-# workers spin after every parallel op by default and take the cores those kernels need
-# (measured on 2 cores: decode on Llama-7B-shaped layers at 50 % sparsity 1.40x -> 1.62x
-# faster than dense with passive waiting; dense decode unchanged). OpenMP reads this when
-# torch loads, so it only takes effect if torch is not imported yet, and a value you set
-# (or SPARSECORE_KEEP_OMP_POLICY=1) wins.
-if "torch" not in _sys.modules and not _os.environ.get("SPARSECORE_KEEP_OMP_POLICY"):
+# The kernels run on torch's OpenMP threads by default, so OpenMP's wait policy is left
+# alone: passive waiting there would make every parallel region, ours and torch's, pay a
+# futex wake-up (measured: one 1536x576 CSR layer at batch 1 took 125 us instead of 55).
+# Only with SPARSECORE_THREAD_BACKEND=own (sparsecore's own pool beside torch's) do
+# torch's spinning workers take the cores that pool needs; then PASSIVE is the default
+# (7B-shaped fp32 decode at 50%: 1.40x -> 1.62x). OpenMP reads it when torch loads, so it
+# only takes effect if torch is not imported yet; a value you set (or
+# SPARSECORE_KEEP_OMP_POLICY=1) wins.
+if ("torch" not in _sys.modules and _os.environ.get("SPARSECORE_THREAD_BACKEND") == "own"
+        and not _os.environ.get("SPARSECORE_KEEP_OMP_POLICY")):
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import activation, attention, nn, pruning

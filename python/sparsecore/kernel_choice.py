@@ -60,23 +60,34 @@ def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
 _GROUP_BYTES = 96 << 20
 
 
-def _times_in_forward_order(layers: list[nn.Module], inputs: list[torch.Tensor], reps: int = 5) -> list[float]:
-    """Median ms per layer, calling the layers one after another like a forward pass; CUDA
-    calls are synchronised (kernel launches are asynchronous)."""
-    times = [[] for _ in layers]
+def _call_ms(layer: Callable, x: torch.Tensor) -> float:
+    """Milliseconds of one call; CUDA calls are synchronised (launches are asynchronous)."""
+    cuda = x.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(x.device)
+    t0 = time.perf_counter()
+    layer(x)
+    if cuda:
+        torch.cuda.synchronize(x.device)
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _interleaved_times(variants: list[list[Callable | None]], inputs: list[torch.Tensor],
+                       reps: int = 5) -> list[list[float | None]]:
+    """``times[v][i]``: median ms of ``variants[v][i]`` (None where layer i has no variant v).
+    Each round calls every variant's layers one after another like a forward pass, and the
+    variants take turns round by round, so a slow spell of the machine (timings drift by
+    tens of percent over seconds on shared machines) lands on all of them alike instead of on whichever was timed in that spell."""
+    times = [[[] for _ in inputs] for _ in variants]
     with torch.no_grad():
         for rep in range(reps + 1):
-            for i, (layer, x) in enumerate(zip(layers, inputs)):
-                cuda = x.device.type == "cuda"
-                if cuda:
-                    torch.cuda.synchronize(x.device)
-                t0 = time.perf_counter()
-                layer(x)
-                if cuda:
-                    torch.cuda.synchronize(x.device)
-                if rep:  # the first round warms up
-                    times[i].append(time.perf_counter() - t0)
-    return [sorted(t)[len(t) // 2] * 1e3 for t in times]
+            for v, layers in enumerate(variants):
+                for i, (layer, x) in enumerate(zip(layers, inputs)):
+                    if layer is not None:
+                        ms = _call_ms(layer, x)
+                        if rep:  # the first round warms up
+                            times[v][i].append(ms)
+    return [[sorted(t)[len(t) // 2] if t else None for t in per_layer] for per_layer in times]
 
 
 def _groups(chosen: list[tuple[str, SparseLinear]]) -> list[list[tuple[str, SparseLinear]]]:
@@ -113,17 +124,6 @@ def _other_formats(sparse: SparseLinear) -> list[SparseLinear]:
     return [SparseLinear(csr, sparse.bias)]
 
 
-def _fastest(layers: list[list[nn.Module]], inputs: list[torch.Tensor]) -> list[tuple[int, float]]:
-    """For each layer's candidates (same function, different kernels), the index and median
-    ms of the fastest; round r times the r-th candidate of every layer in forward order."""
-    times = [[] for _ in layers]
-    for r in range(max(len(c) for c in layers)):
-        idx = [i for i, c in enumerate(layers) if len(c) > r]
-        for i, ms in zip(idx, _times_in_forward_order([layers[i][r] for i in idx], [inputs[i] for i in idx])):
-            times[i].append(ms)
-    return [min(enumerate(t), key=lambda it: it[1]) for t in times]
-
-
 def _densified(layer: SparseLinear) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda x: torch.nn.functional.linear(x, layer.weight.to_dense(), layer.bias)
 
@@ -151,8 +151,7 @@ def _set_prefill_thresholds(layers: list[SparseLinear], prefill_tokens: int | No
     wins = [[] for _ in layers]
     for t in ladder:
         inputs = [torch.randn(t, m.in_features, dtype=m.weight.dtype, device=m.weight.device) for m in layers]
-        sparse_ms = _times_in_forward_order(layers, inputs, reps=3)
-        dense_ms = _times_in_forward_order([_densified(m) for m in layers], inputs, reps=3)
+        sparse_ms, dense_ms = _interleaved_times([layers, [_densified(m) for m in layers]], inputs, reps=3)
         for w, s_ms, d_ms in zip(wins, sparse_ms, dense_ms):
             w.append(d_ms < s_ms)
     for layer, w in zip(layers, wins):
@@ -176,10 +175,15 @@ def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], to
         kept: list[tuple[SparseLinear, LayerReport]] = []
         dense = [dense_for(name, sparse) for name, sparse in group]
         inputs = [torch.randn(int(tokens), d.in_features, dtype=d.weight.dtype, device=d.weight.device) for d in dense]
-        dense_ms = _times_in_forward_order(dense, inputs)
         candidates = [[sparse] + (_other_formats(sparse) if reformat else []) for _, sparse in group]
-        for (name, sparse), twin, d_ms, cands, (best, s_ms) in zip(group, dense, dense_ms, candidates,
-                                                                    _fastest(candidates, inputs)):
+        # Variant 0 is dense; variant r + 1 is every layer's r-th sparse candidate.
+        rounds = max(len(c) for c in candidates)
+        variants = [dense] + [[c[r] if r < len(c) else None for c in candidates] for r in range(rounds)]
+        times = _interleaved_times(variants, inputs)
+        dense_ms = times[0]
+        fastest = [min(((r, times[r + 1][i]) for r in range(len(c))), key=lambda it: it[1])
+                   for i, c in enumerate(candidates)]
+        for (name, sparse), twin, d_ms, cands, (best, s_ms) in zip(group, dense, dense_ms, candidates, fastest):
             keep_dense = fallback and s_ms > d_ms
             if keep_dense:
                 _set_child(model, name, commit_dense(name, twin))
@@ -190,7 +194,7 @@ def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], to
                                              fmt, d_ms, s_ms))
             if not keep_dense:
                 kept.append((cands[best], report.layers[-1]))
-        del dense, inputs, candidates
+        del dense, inputs, candidates, variants
         # fallback=False asks for the sparse kernels everywhere: no dense prefill either.
         _set_prefill_thresholds([layer for layer, _ in kept], prefill_tokens if fallback else None)
         for layer, entry in kept:

@@ -46,7 +46,7 @@ def tune_prefill_(layers, prefill_tokens: int | None = 128) -> dict[str, int | N
     name -> layer): the smallest of 16, 64 and ``prefill_tokens`` from which the masked
     dense GEMM beats the activation-sparse kernel at every larger one; None (the kernel at
     every length) where it does not win at ``prefill_tokens``. Returns name -> choice."""
-    from ..kernel_choice import _prefill_ladder, _times_in_forward_order
+    from ..kernel_choice import _interleaved_times, _prefill_ladder
 
     names = [n for n, m in layers.items() if m.packed.device.type == "cpu"]
     mods = [layers[n] for n in names]
@@ -59,8 +59,8 @@ def tune_prefill_(layers, prefill_tokens: int | None = 128) -> dict[str, int | N
     with torch.no_grad():
         for t in ladder:
             inputs = [_inputs(m, t) for m in mods]
-            kernel_ms = _times_in_forward_order([_path(m, False) for m in mods], inputs, reps=3)
-            gemm_ms = _times_in_forward_order([_path(m, True) for m in mods], inputs, reps=3)
+            kernel_ms, gemm_ms = _interleaved_times([[_path(m, False) for m in mods], [_path(m, True) for m in mods]],
+                                                    inputs, reps=3)
             for w, k, g in zip(wins, kernel_ms, gemm_ms):
                 w.append(g < k)
     chosen = {}
