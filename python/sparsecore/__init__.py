@@ -17,7 +17,8 @@ import sys as _sys
 # torch's spinning workers take the cores that pool needs; then PASSIVE is the default
 # (7B-shaped fp32 decode at 50%: 1.40x -> 1.62x). OpenMP reads it when torch loads, so it
 # only takes effect if torch is not imported yet; a value you set (or
-# SPARSECORE_KEEP_OMP_POLICY=1) wins.
+# SPARSECORE_KEEP_OMP_POLICY=1) wins. (The check matches the C++ pool's own reading of the
+# variable, thread_pool.cc default_own_only; _C is not loaded yet here.)
 if ("torch" not in _sys.modules and _os.environ.get("SPARSECORE_THREAD_BACKEND") == "own"
         and not _os.environ.get("SPARSECORE_KEEP_OMP_POLICY")):
     _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -77,7 +77,8 @@ def _interleaved_times(variants: list[list[Callable | None]], inputs: list[torch
     """``times[v][i]``: median ms of ``variants[v][i]`` (None where layer i has no variant v).
     Each round calls every variant's layers one after another like a forward pass, and the
     variants take turns round by round, so a slow spell of the machine (timings drift by
-    tens of percent over seconds on shared machines) lands on all of them alike instead of on whichever was timed in that spell."""
+    tens of percent over seconds on shared machines) lands on all of them alike instead of
+    on whichever was timed in that spell."""
     times = [[[] for _ in inputs] for _ in variants]
     with torch.no_grad():
         for rep in range(reps + 1):
