@@ -32,6 +32,7 @@ from .models.interop import export_pretrained, load_pretrained, sparsify_pruned_
 from .sparsify import (BlockConfig, MagnitudeConfig, NMConfig, SparseGPTConfig, SparsifyReport, WandaConfig,
                        sparsify_)
 from .kernel_choice import select_kernels_
+from .fusion import fuse_projections_, unfuse_projections_
 from .activation import ActSparseLinear, RSparseConfig, TEALConfig, WINAConfig
 from .attention import (BLASSTConfig, GrowingCache, QuestCache, QuestConfig, StaticAttentionConfig,
                         TopKAttentionConfig, flash_attention, sparsify_attention_)
@@ -74,6 +75,8 @@ __all__ = [
     "sparse_linear",
     "sparsify_",
     "select_kernels_",
+    "fuse_projections_",
+    "unfuse_projections_",
     "WandaConfig",
     "SparseGPTConfig",
     "save_sparse",

@@ -117,15 +117,22 @@ def save_sparse(model: nn.Module, path: str, *, overwrite: bool = False) -> None
     and every :class:`ActSparseLinear` with its activation-sparsity recipe.
 
     An existing file at ``path`` is replaced only if it is a file sparsecore wrote, or with
-    ``overwrite=True``; anything else raises ``ValueError`` before any work."""
-    from safetensors.torch import save_file
-
+    ``overwrite=True``; anything else raises ``ValueError`` before any work. Projections
+    fused by :func:`sparsecore.fuse_projections_` are stored as the layers they replace."""
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a directory")
     if os.path.exists(path) and not overwrite and not _is_sparsecore_file(path):
         raise ValueError(f"{path}: exists and is not a sparsecore file; pass overwrite=True to replace it")
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         raise FileNotFoundError(f"{path}: the directory does not exist")
+    from .fusion import unfused
+
+    with unfused(model):  # fused projections are stored as the layers they replace
+        _save_sparse(model, path)
+
+
+def _save_sparse(model: nn.Module, path: str) -> None:
+    from safetensors.torch import save_file
 
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, dict] = {}

@@ -182,7 +182,10 @@ def _from_state(state_dict: dict, prefix: str, bias: bool) -> SparseLinear:
         key = f"{prefix}weight_{name}"
         if key not in state_dict:
             raise ValueError(f"the state dict has {prefix}weight_layout but no {key}")
-        return state_dict[key].detach().cpu()
+        # A copy: the state dict may hold a live model's buffers (``model.state_dict()``), and
+        # load_state_dict's copy_ into an alias of them would mark that model's weight as
+        # modified in place.
+        return state_dict[key].detach().cpu().clone()
 
     layout = state_dict[f"{prefix}weight_layout"]
     if not isinstance(layout, torch.Tensor) or layout.dtype != torch.int64 or layout.numel() != 5:
