@@ -10,13 +10,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .kernel_choice import _set_child
 from .nn import ProjectionGroup, ProjectionSlice, SparseLinear
 from .nn.fused_projection import same_format, stored_mask
-
-
-def _set_child(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
 def _example_inputs(model: nn.Module, example_inputs):
@@ -96,29 +92,27 @@ def fuse_projections_(model: nn.Module, example_inputs=None, names=None) -> list
     return [group for _, group in built]
 
 
-def _slices(model: nn.Module) -> list[tuple[str, ProjectionSlice]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, ProjectionSlice)]
+def _unfuse(model: nn.Module) -> list[tuple[str, ProjectionSlice]]:
+    """Put every fused member back as a layer of its own; returns the slices it replaced."""
+    slices = [(n, m) for n, m in model.named_modules() if isinstance(m, ProjectionSlice)]
+    members = {n: s.group.member(s.index) for n, s in slices}  # all built before any change
+    for n, layer in members.items():
+        _set_child(model, n, layer)
+    return slices
 
 
 def unfuse_projections_(model: nn.Module) -> int:
     """Give every fused member its own layer again (the same entries, in the stacked
     layer's format: sparse, or dense where the kernel choice fell back to dense). Returns
     the number of layers restored."""
-    slices = _slices(model)
-    members = {n: s.group.member(s.index) for n, s in slices}  # all built before any change
-    for n, layer in members.items():
-        _set_child(model, n, layer)
-    return len(members)
+    return len(_unfuse(model))
 
 
 @contextmanager
 def unfused(model: nn.Module):
     """The model with its fused members as layers of their own for the duration (saving,
     exporting); the fused layers are back afterwards, also if the body raises."""
-    slices = _slices(model)
-    members = {n: s.group.member(s.index) for n, s in slices}
-    for n, layer in members.items():
-        _set_child(model, n, layer)
+    slices = _unfuse(model)
     try:
         yield model
     finally:

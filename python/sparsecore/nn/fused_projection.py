@@ -122,10 +122,6 @@ class ProjectionSlice(nn.Module):
         lo, hi = group.bounds[index]
         self.in_features, self.out_features = group.in_features, hi - lo
 
-    @property
-    def owner(self) -> bool:
-        return "group" in self._modules
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.group.output(self.index, x)
 
