@@ -104,3 +104,22 @@ def test_activate_bad_input(tiny_model_dir, tmp_path, capsys):
     assert main([*base, "--population", "0"]) == 2
     assert main([*base, "--method", "rsparse", "--population", "2"]) == 2
     assert not os.path.exists(out)
+
+
+def _subcommands(parser):
+    import argparse
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return list(actions[0].choices) if actions else []
+
+
+def test_every_help_text_prints(capsys):
+    """`--help` formats every help string with %-formatting: a bare '%' in one crashed it."""
+    from sparsecore.bench.__main__ import main as bench_main
+    from sparsecore.cli import build_parser
+    for entry, names in ((main, _subcommands(build_parser())), (bench_main, ["spmm", "nm", "model-speed", "spin",
+                                                                             "llmcompressor", "attention", "gpu"])):
+        for argv in [["--help"]] + [[n, "--help"] for n in names]:
+            with pytest.raises(SystemExit) as exc:
+                entry(argv)
+            assert exc.value.code == 0, argv
+            assert "usage:" in capsys.readouterr().out

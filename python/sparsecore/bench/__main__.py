@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", action="append", type=int, help="restrict to these N (tokens)")
     p.add_argument("--sparsity", action="append", type=float, help="restrict to these sparsities (0..1)")
     p.set_defaults(module="spmm")
-    q = sub.add_parser("nm", help="2:4 vs dense torch, numpy and CSR at 50% (Llama-7B shapes)")
+    q = sub.add_parser("nm", help="2:4 vs dense torch, numpy and CSR at 50%% (Llama-7B shapes)")
     q.add_argument("--quick", action="store_true", help="one shape, N in {1, 64}")
     q.add_argument("--json", help="also write the results as JSON here")
     q.set_defaults(module="nm")
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ms.add_argument("--no-llama", action="store_true", help="skip the Llama-7B-shaped table")
     ms.add_argument("--json", help="also write the results as JSON here")
     ms.set_defaults(module="model_speed")
-    sp = sub.add_parser("spin", help="SmolLM2 decode, dense vs 50% sparse: torch's OpenMP threads vs our own pool "
+    sp = sub.add_parser("spin", help="SmolLM2 decode, dense vs 50%% sparse: torch's OpenMP threads vs our own pool "
                                        "at several spin lengths")
     sp.add_argument("--spins", help="comma-separated 'openmp', microseconds of own-pool spin, or 'held' "
                                     "(default openmp,0,200,2000,20000,held)")
