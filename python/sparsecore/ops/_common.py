@@ -51,11 +51,12 @@ def output_shape(rows: int, n_cols: int, dense: torch.Tensor, linear: bool) -> t
 
 
 class Operands:
-    """Kernel views of B and C (and the bias) for one call. ``keep`` holds every temporary
-    tensor whose pointer is in a view: it must outlive the kernel call."""
+    """Kernel views of B and C (and the bias) for one call, and the call's tensors. ``keep``
+    holds every temporary tensor whose pointer is in a view: it must outlive the kernel call."""
 
-    def __init__(self, b: tuple, c: tuple, bias_ptr: int, bias_dtype: int, keep: list):
+    def __init__(self, b: tuple, c: tuple, bias_ptr: int, bias_dtype: int, keep: list, call: tuple):
         self.b, self.c, self.bias_ptr, self.bias_dtype, self.keep = b, c, bias_ptr, bias_dtype, keep
+        self.dense, self.bias, self.linear, self.out = call
 
 
 def prepare(device: torch.device, dense: torch.Tensor, bias: torch.Tensor | None, rows: int, n_cols: int,
@@ -88,7 +89,7 @@ def prepare(device: torch.device, dense: torch.Tensor, bias: torch.Tensor | None
             raise ValueError("out must be contiguous when it is not 2-D")
         b, c = matrix_tuple(x2, transposed=True), matrix_tuple(y2, transposed=True)
     ptr, code = (0, 0) if bias is None else (bias.data_ptr(), dtype_code(bias.dtype, "bias"))
-    return Operands(b, c, ptr, code, keep)
+    return Operands(b, c, ptr, code, keep, (dense, bias, linear, out))
 
 
 def stream_of(t: torch.Tensor) -> int:

@@ -13,7 +13,7 @@ import torch
 from .._dtypes import VALUE_DTYPES, dtype_code, matrix_tuple
 from .._native import _C
 from ..formats.nm import SUPPORTED_M, nm_to_dense
-from ._common import on_device, prepare, require, stream_of
+from ._common import on_device, require, stream_of
 from ._library import lib, register_matmul
 
 lib.define("nm_mm(Tensor values, Tensor bitmap, Tensor mma_meta, int n, int m, int n_cols, Tensor dense, "
@@ -49,18 +49,16 @@ def check_nm_parts(values, bitmap, mma_meta, n: int, m: int, n_cols: int) -> int
     return rows
 
 
-def _nm_run(values, bitmap, mma_meta, n, m, n_cols, dense, bias, linear, out):
-    rows = check_nm_parts(values, bitmap, mma_meta, n, m, n_cols)
-    ops = prepare(values.device, dense, bias, rows, n_cols, linear, out)
+def _nm_launch(values, bitmap, mma_meta, n, m, n_cols, ops) -> None:
     if values.device.type == "cuda":
-        _nm_run_cuda(values, bitmap, mma_meta, n_cols, dense, bias, linear, out, ops)
+        _nm_run_cuda(values, bitmap, mma_meta, n_cols, ops)
         return
-    _C.nm_spmm(rows, n_cols, n, m, values.data_ptr(), dtype_code(values.dtype, "values"), bitmap.data_ptr(), ops.b,
-               ops.bias_ptr, ops.bias_dtype, ops.c)
+    _C.nm_spmm(values.shape[0], n_cols, n, m, values.data_ptr(), dtype_code(values.dtype, "values"),
+               bitmap.data_ptr(), ops.b, ops.bias_ptr, ops.bias_dtype, ops.c)
 
 
-def _nm_run_cuda(values, bitmap, mma_meta, n_cols, dense, bias, linear, out, ops):
-    rows = values.shape[0]
+def _nm_run_cuda(values, bitmap, mma_meta, n_cols, ops):
+    rows, dense, bias, linear, out = values.shape[0], ops.dense, ops.bias, ops.linear, ops.out
     if mma_meta.numel() and dense.dtype == values.dtype and n_cols > 0:
         # Sparse tensor cores read B k-contiguous (x @ W.T: rows of x); copy only when it is not.
         x2 = dense.reshape(-1, n_cols) if linear else dense.t()
@@ -90,10 +88,4 @@ def dense_fallback(dense: torch.Tensor, w32: torch.Tensor, bias, linear: bool) -
     return y.masked_fill(bad, float("nan")).to(dense.dtype)
 
 
-def _nm_rows(args) -> int:
-    if args[0].dim() != 2:
-        raise ValueError(f"N:M values must be 2-D, got shape {tuple(args[0].shape)}")
-    return args[0].shape[0]
-
-
-register_matmul("nm", _nm_run, rows_of=_nm_rows, devices=("cpu", "cuda"))
+register_matmul("nm", check_nm_parts, _nm_launch, devices=("cpu", "cuda"))

@@ -15,7 +15,7 @@ import torch
 
 from .._dtypes import VALUE_DTYPES, dtype_code, index_code, matrix_tuple
 from .._native import _C
-from ._common import on_device, prepare, require, stream_of
+from ._common import on_device, require, stream_of
 from ._library import lib, register_matmul
 
 INDEX_DTYPES = (torch.int16, torch.int32)
@@ -50,31 +50,35 @@ def _cpu_plan(t, name: str, dtype) -> torch.Tensor:
     return require(t, name, dtype=dtype, ndim=1, device=torch.device("cpu"))
 
 
-def _csr_run(row_ptr, col_idx, values, row_chunks, bitmap, n_cols, dense, bias, linear, out):
+def _csr_check(row_ptr, col_idx, values, row_chunks, bitmap, n_cols) -> int:
     device = _check_compressed(row_ptr, col_idx, values, 1, n_cols, "CSR")
     rows = row_ptr.numel() - 1
     if col_idx.dtype == torch.int16 and n_cols > 65536:
         raise ValueError(f"int16 (uint16) column indices cannot address {n_cols} columns")
-    ops = prepare(device, dense, bias, rows, n_cols, linear, out)
-    on_cuda = device.type == "cuda"
+    if device.type != "cuda":
+        _cpu_plan(row_chunks, "row_chunks", torch.int64)
+        _cpu_plan(bitmap, "bitmap", torch.uint8)
+        if bitmap.numel() and bitmap.numel() != rows * _C.bitmap_row_bytes(n_cols):
+            raise ValueError(f"bitmap plan must hold rows x bitmap_row_bytes(n_cols) = "
+                             f"{rows * _C.bitmap_row_bytes(n_cols)} bytes, got {bitmap.numel()}")
+    return rows
+
+
+def _csr_launch(row_ptr, col_idx, values, row_chunks, bitmap, n_cols, ops) -> None:
+    on_cuda = values.device.type == "cuda"
     chunks_ptr, num_chunks, bitmap_ptr = 0, 0, 0
     if not on_cuda:
-        _cpu_plan(row_chunks, "row_chunks", torch.int64)
         if row_chunks.numel() >= 2:
             chunks_ptr, num_chunks = row_chunks.data_ptr(), row_chunks.numel() - 1
-        _cpu_plan(bitmap, "bitmap", torch.uint8)
         if bitmap.numel():
-            if bitmap.numel() != rows * _C.bitmap_row_bytes(n_cols):
-                raise ValueError(f"bitmap plan must hold rows x bitmap_row_bytes(n_cols) = "
-                                 f"{rows * _C.bitmap_row_bytes(n_cols)} bytes, got {bitmap.numel()}")
             bitmap_ptr = bitmap.data_ptr()
     with on_device(values):
-        _C.csr_spmm(rows, n_cols, values.numel(), row_ptr.data_ptr(), col_idx.data_ptr(), index_code(col_idx),
-                    values.data_ptr(), dtype_code(values.dtype, "values"), chunks_ptr, num_chunks, bitmap_ptr,
-                    ops.b, ops.bias_ptr, ops.bias_dtype, ops.c, on_cuda, stream_of(values))
+        _C.csr_spmm(row_ptr.numel() - 1, n_cols, values.numel(), row_ptr.data_ptr(), col_idx.data_ptr(),
+                    index_code(col_idx), values.data_ptr(), dtype_code(values.dtype, "values"), chunks_ptr,
+                    num_chunks, bitmap_ptr, ops.b, ops.bias_ptr, ops.bias_dtype, ops.c, on_cuda, stream_of(values))
 
 
-def _bsr_run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, out):
+def _bsr_check(row_ptr, col_idx, values, row_chunks, n_cols) -> int:
     device = _check_compressed(row_ptr, col_idx, values, 3, n_cols, "BSR")
     if device.type != "cpu":
         raise ValueError("the BSR op runs on CPU; on CUDA, BSR matrices run through their CSR form (sparsecore.spmm)")
@@ -85,24 +89,20 @@ def _bsr_run(row_ptr, col_idx, values, row_chunks, n_cols, dense, bias, linear, 
         raise ValueError(f"n_cols {n_cols} is not a multiple of the block width {bw}")
     if col_idx.dtype == torch.int16 and n_cols // bw > 65536:
         raise ValueError(f"int16 (uint16) block indices cannot address {n_cols // bw} block columns")
-    block_rows = row_ptr.numel() - 1
-    ops = prepare(device, dense, bias, block_rows * bh, n_cols, linear, out)
     _cpu_plan(row_chunks, "row_chunks", torch.int64)
+    return (row_ptr.numel() - 1) * bh
+
+
+def _bsr_launch(row_ptr, col_idx, values, row_chunks, n_cols, ops) -> None:
+    bh, bw = values.shape[1], values.shape[2]
     chunks_ptr, num_chunks = (row_chunks.data_ptr(), row_chunks.numel() - 1) if row_chunks.numel() >= 2 else (0, 0)
-    _C.bsr_spmm(block_rows, n_cols // bw, bh, bw, values.shape[0], row_ptr.data_ptr(), col_idx.data_ptr(),
+    _C.bsr_spmm(row_ptr.numel() - 1, n_cols // bw, bh, bw, values.shape[0], row_ptr.data_ptr(), col_idx.data_ptr(),
                 index_code(col_idx), values.data_ptr(), dtype_code(values.dtype, "values"), chunks_ptr, num_chunks,
                 ops.b, ops.bias_ptr, ops.bias_dtype, ops.c)
 
 
-register_matmul("csr", _csr_run, rows_of=lambda args: args[0].numel() - 1, devices=("cpu", "cuda"))
-def _bsr_rows(args) -> int:
-    values = args[2]
-    if values.dim() != 3:
-        raise ValueError(f"BSR values must be 3-D (blocks x block_h x block_w), got shape {tuple(values.shape)}")
-    return (args[0].numel() - 1) * values.shape[1]
-
-
-register_matmul("bsr", _bsr_run, rows_of=_bsr_rows, devices=("cpu",))
+register_matmul("csr", _csr_check, _csr_launch, devices=("cpu", "cuda"))
+register_matmul("bsr", _bsr_check, _bsr_launch, devices=("cpu",))
 
 
 @torch.library.impl("sparsecore::csr_to_dense", "cpu", lib=lib)
