@@ -133,3 +133,101 @@ def test_no_groups_without_an_example_input_or_shared_inputs():
     sparsecore.sparsify_(seq, sparsecore.MagnitudeConfig(sparsity=0.5, fallback_to_dense=False))
     assert sparsecore.fuse_projections_(seq) == []
     assert sparsecore.fuse_projections_(seq, example_inputs=torch.randn(2, 8)) == []  # chained, not shared
+
+
+# --------------------------------------------------------------- fusion inside the kernel choice
+def _magnitude(fuse_projections=True, **kw):
+    return sparsecore.MagnitudeConfig(sparsity=0.6, format="csr", fuse_projections=fuse_projections, **kw)
+
+
+def test_sparsify_fuses_and_judges_each_stacked_layer_once():
+    ids = torch.randint(0, 96, (1, 9))
+    plain = pruned(_magnitude(fallback_to_dense=False))
+    model = tiny_llama()
+    report = sparsecore.sparsify_(model, _magnitude(fallback_to_dense=False))
+    names = [r.name for r in report.layers]
+    assert "model.layers.0.self_attn.q_proj+k_proj+v_proj" in names and "model.layers.1.mlp.gate_proj+up_proj" in names
+    assert len(names) == 2 * 4  # per block: q+k+v, o, gate+up, down
+    assert isinstance(model.model.layers[0].self_attn.k_proj, ProjectionSlice)
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, plain(ids).logits)  # CSR: the same sums, bit for bit
+
+
+def test_stacked_layer_falls_back_to_dense_as_one(monkeypatch):
+    from sparsecore import kernel_choice
+
+    real = kernel_choice._interleaved_times
+
+    def dense_always_faster(variants, inputs, reps=5):
+        times = real(variants, inputs, reps=1)
+        return [[0.0 if t is not None else None for t in times[0]]] + times[1:]
+
+    monkeypatch.setattr(kernel_choice, "_interleaved_times", dense_always_faster)
+    ids = torch.randint(0, 96, (1, 9))
+    plain = pruned(_magnitude(fuse_projections=False))  # every layer dense, separately
+    model = tiny_llama()
+    report = sparsecore.sparsify_(model, _magnitude())
+    assert all(r.format == "dense (fallback)" for r in report.layers)
+    group = model.model.layers[0].self_attn.q_proj.group
+    assert isinstance(group.fused, torch.nn.Linear) and group.fused.out_features == 128
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, plain(ids).logits, rtol=1e-5, atol=1e-6)
+    sd, want = model.state_dict(), plain.state_dict()
+    assert sd.keys() == want.keys() and all(torch.equal(sd[k], want[k]) for k in sd)
+
+
+def test_select_kernels_fuses_a_loaded_model(tmp_path):
+    model = pruned(_magnitude(fallback_to_dense=False))
+    path = str(tmp_path / "m.safetensors")
+    sparsecore.save_sparse(model, path)
+    loaded = sparsecore.load_sparse(tiny_llama(), path)
+    report = sparsecore.select_kernels_(loaded, fallback_to_dense=False, fuse_projections=True)
+    assert sum("+" in r.name for r in report.layers) == 4
+    ids = torch.randint(0, 96, (2, 7))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
+    again = sparsecore.select_kernels_(loaded, fallback_to_dense=False, fuse_projections=True)  # already fused: judged as is
+    assert [r.name for r in again.layers] == [r.name for r in report.layers]
+    plain = sparsecore.load_sparse(tiny_llama(), path)
+    assert all("+" not in r.name for r in sparsecore.select_kernels_(plain).layers)
+
+
+def test_activation_sparsity_unfuses_first_and_matches_the_unfused_path():
+    from sparsecore.activation import ActSparseLinear
+
+    calib = [{"input_ids": torch.randint(0, 96, (1, 16), generator=torch.Generator().manual_seed(i))} for i in range(2)]
+    teal = sparsecore.TEALConfig(0.5, calibration=calib, allocation="uniform", progress=False)
+    fused = pruned(_magnitude(fallback_to_dense=False))
+    plain = pruned(_magnitude(fallback_to_dense=False))
+    sparsecore.sparsify_(fused, teal)
+    sparsecore.sparsify_(plain, teal)
+    assert not any(isinstance(m, ProjectionSlice) for m in fused.modules())
+    assert isinstance(fused.model.layers[0].self_attn.k_proj, ActSparseLinear)
+    ids = torch.randint(0, 96, (1, 9))
+    with torch.no_grad():
+        assert torch.equal(fused(ids).logits, plain(ids).logits)
+
+
+def test_export_of_a_fused_model_loads_in_transformers(tmp_path):
+    from sparsecore.models.interop import export_pretrained
+    from sparsecore.models import smollm2_gguf
+
+    model = pruned(_magnitude(fallback_to_dense=False))
+    assert isinstance(model.model.layers[0].self_attn.v_proj, ProjectionSlice)
+    directory, name = smollm2_gguf()
+    tok = transformers.AutoTokenizer.from_pretrained(directory, gguf_file=name)
+    out = str(tmp_path / "export")
+    export_pretrained(model, tok, out)
+    back = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = torch.randint(0, 96, (1, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(back(ids).logits, model(ids).logits, rtol=1e-5, atol=1e-5)
+    assert isinstance(model.model.layers[0].self_attn.v_proj, ProjectionSlice)  # the model itself unchanged
+
+
+def test_fused_model_compiles_as_one_graph():
+    model = pruned(_magnitude(fallback_to_dense=False))
+    ids = torch.randint(0, 96, (1, 9))
+    with torch.no_grad():
+        ref = model(ids).logits
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(ids).logits, ref, rtol=1e-5, atol=1e-5)

@@ -79,7 +79,13 @@ def fuse_projections_(model: nn.Module, example_inputs=None, names=None) -> list
     (:class:`~sparsecore.nn.ProjectionGroup`) and its members by slices of it. The stacked
     weight keeps the members' format when they share one (CSR otherwise) and exactly their
     entries, so outputs are unchanged. Returns the groups made. Every group is built before
-    the model changes."""
+    the model changes. :func:`sparsecore.select_kernels_` and :func:`sparsecore.sparsify_`
+    with ``fuse_projections=True`` fuse and then time the stacked layers against dense."""
+    return [group for _, group in _fuse(model, example_inputs, names)]
+
+
+def _fuse(model: nn.Module, example_inputs=None, names=None) -> list[tuple[list[str], ProjectionGroup]]:
+    """fuse_projections_, returning each group with its members' names."""
     built = []
     for members in shared_input_groups(model, example_inputs, names):
         layers = [model.get_submodule(n) for n in members]
@@ -89,7 +95,18 @@ def fuse_projections_(model: nn.Module, example_inputs=None, names=None) -> list
     for members, group in built:
         for i, n in enumerate(members):
             _set_child(model, n, ProjectionSlice(group, i, owner=i == 0))
-    return [group for _, group in built]
+    return built
+
+
+def fused_layer_label(model: nn.Module, name: str) -> str:
+    """``name`` of a fused group's stacked layer (``<parent>.q_proj.group.fused``) as its
+    members (``<parent>.q_proj+k_proj+v_proj``); other names unchanged."""
+    owner, _, tail = name.rpartition(".group.")
+    if tail != "fused" or not isinstance(model.get_submodule(owner), ProjectionSlice):
+        return name
+    parent = owner.rpartition(".")[0]
+    members = "+".join(model.get_submodule(owner).group.names)
+    return f"{parent}.{members}" if parent else members
 
 
 def _unfuse(model: nn.Module) -> list[tuple[str, ProjectionSlice]]:
@@ -106,6 +123,19 @@ def unfuse_projections_(model: nn.Module) -> int:
     layer's format: sparse, or dense where the kernel choice fell back to dense). Returns
     the number of layers restored."""
     return len(_unfuse(model))
+
+
+@contextmanager
+def unfused_unless_failed(model: nn.Module):
+    """For changes that work on single layers (activation sparsity): the fused members are
+    layers of their own from here on, or fused again if the body raises."""
+    slices = _unfuse(model)
+    try:
+        yield model
+    except BaseException:
+        for n, s in slices:
+            _set_child(model, n, s)
+        raise
 
 
 @contextmanager

@@ -162,15 +162,40 @@ def _set_prefill_thresholds(layers: list[SparseLinear], prefill_tokens: int | No
             layer.dense_from_tokens = t
 
 
+def _fused_first(model: nn.Module, chosen: list[tuple[str, SparseLinear]], dense_for, commit_dense):
+    """Fuse the chosen layers that read the same input (:func:`sparsecore.fuse_projections_`);
+    the list with each group's stacked layer in its first member's place, and dense_for /
+    commit_dense that build a stacked layer's dense twin from its stored entries."""
+    from .fusion import _fuse
+
+    stacked = {}
+    for members, group in _fuse(model, names={n for n, _ in chosen}):
+        stacked[members[0]] = (f"{members[0]}.group.fused", group.fused)
+        stacked.update({m: None for m in members[1:]})
+    if not stacked:
+        return chosen, dense_for, commit_dense
+    fused_names = {v[0] for v in stacked.values() if v is not None}
+    chosen = [stacked[n] if n in stacked else (n, m) for n, m in chosen if stacked.get(n, ()) is not None]
+    return (chosen, lambda name, sparse: _dense_twin(sparse) if name in fused_names else dense_for(name, sparse),
+            lambda name, dense: dense if name in fused_names else commit_dense(name, dense))
+
+
 def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], tokens: int, fallback: bool,
                     dense_for: Callable[[str, SparseLinear], nn.Linear],
                     commit_dense: Callable[[str, nn.Linear], nn.Linear], reformat: bool = False,
-                    prefill_tokens: int | None = None) -> SparsifyReport:
-    """Time the layers dense and sparse group by group (see _GROUP_BYTES), with ``reformat``
-    also in their other formats (``_other_formats``); keep each layer's fastest sparse form
-    and swap in ``commit_dense(name, dense)`` where dense is faster still. Then, for the layers
-    kept sparse, the prompt length from which prefill writes the weight densely
-    (``_set_prefill_thresholds``)."""
+                    prefill_tokens: int | None = None, fuse: bool = False) -> SparsifyReport:
+    """With ``fuse``, first fuse the layers that read the same input (``_fused_first``) so
+    that each group is judged as one stacked layer. Time the layers dense and sparse group
+    by group (see _GROUP_BYTES), with ``reformat`` also in their other formats
+    (``_other_formats``); keep each layer's fastest sparse form and swap in
+    ``commit_dense(name, dense)`` where dense is faster still. Then, for the layers kept
+    sparse, the prompt length from which prefill writes the weight densely
+    (``_set_prefill_thresholds``). Stacked layers appear in the report under their
+    members' names (``<parent>.q_proj+k_proj+v_proj``)."""
+    from .fusion import fused_layer_label
+
+    if fuse:
+        chosen, dense_for, commit_dense = _fused_first(model, chosen, dense_for, commit_dense)
     report = SparsifyReport()
     for group in _groups(chosen):
         kept: list[tuple[SparseLinear, LayerReport]] = []
@@ -191,8 +216,8 @@ def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], to
             elif best:
                 _set_child(model, name, cands[best])
             fmt = "dense (fallback)" if keep_dense else type(cands[best].weight).__name__.lower()
-            report.layers.append(LayerReport(name, (sparse.out_features, sparse.in_features), 1.0 - sparse.density,
-                                             fmt, d_ms, s_ms))
+            report.layers.append(LayerReport(fused_layer_label(model, name), (sparse.out_features, sparse.in_features),
+                                             1.0 - sparse.density, fmt, d_ms, s_ms))
             if not keep_dense:
                 kept.append((cands[best], report.layers[-1]))
         del dense, inputs, candidates, variants
@@ -205,7 +230,8 @@ def _choose_kernels(model: nn.Module, chosen: list[tuple[str, SparseLinear]], to
 
 def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: bool = True,
                     names: list[str] | None = None, dense_layers: dict[str, nn.Linear] | None = None,
-                    reformat: bool = True, prefill_tokens: int | None = 128) -> SparsifyReport:
+                    reformat: bool = True, prefill_tokens: int | None = 128,
+                    fuse_projections: bool = False) -> SparsifyReport:
     """Time every :class:`SparseLinear` of ``model`` (or those in ``names``) against its dense
     equivalent at ``tokens`` tokens and, with ``fallback_to_dense``, swap in the dense layer
     where it is faster. With ``reformat``, N:M and BSR weights are also timed as CSR (the
@@ -218,7 +244,11 @@ def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: boo
     ``nn.Linear``) gives the dense versions to compare with and fall back to; by default they
     are rebuilt from the sparse weights, one group of layers (~96 MiB) at a time, never a
     dense copy of the whole model. Layers are timed in forward order within a group, so
-    their weights come from memory as in a real forward pass; CUDA calls are synchronised."""
+    their weights come from memory as in a real forward pass; CUDA calls are synchronised.
+    With ``fuse_projections``, layers that read the same input (q/k/v, gate/up) are first
+    fused (:func:`sparsecore.fuse_projections_`: one forward pass on a few tokens
+    finds them) and each set is timed and chosen as one stacked layer; its dense twin is
+    built from the stored entries (``dense_layers`` is not used for it)."""
     if int(tokens) < 1:
         raise ValueError(f"tokens must be >= 1, got {tokens}")
     _check_prefill_tokens(prefill_tokens)
@@ -228,4 +258,4 @@ def select_kernels_(model: nn.Module, tokens: int = 1, *, fallback_to_dense: boo
         return dense_layers[name] if dense_layers and name in dense_layers else _dense_twin(sparse)
 
     return _choose_kernels(model, chosen, int(tokens), fallback_to_dense, dense_for, lambda name, dense: dense,
-                           reformat=reformat, prefill_tokens=prefill_tokens)
+                           reformat=reformat, prefill_tokens=prefill_tokens, fuse=fuse_projections)

@@ -51,6 +51,7 @@ class _Common:
     tune_tokens: int = 1                # batch size the speed comparison uses (1 = decode)
     prefill_tokens: int | None = 128    # prompt length up to which prefill is tuned (see select_kernels_)
     lm_head: bool = False               # also prune the output embedding (untied if tied)
+    fuse_projections: bool = False      # run layers that read the same input (q/k/v, gate/up) as one
 
 
 @dataclass
@@ -303,7 +304,8 @@ def sparsify_(model: nn.Module, config, filter_fn: Callable[[nn.Module, str], bo
 
         report = _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
                                  lambda name, _sparse: fallbacks[name], commit_dense,
-                                 reformat=config.format == "auto", prefill_tokens=config.prefill_tokens)
+                                 reformat=config.format == "auto", prefill_tokens=config.prefill_tokens,
+                                 fuse=config.fuse_projections)
         return _untie_note(model, untied, report)
     except BaseException:
         for name, linear in originals.items():
@@ -336,7 +338,8 @@ def _sparsify_calibrated(model: nn.Module, config, filter_fn) -> SparsifyReport:
             _set_child(model, name, sparse)
         report = _choose_kernels(model, list(built.items()), int(config.tune_tokens), config.fallback_to_dense,
                                  lambda name, _sparse: pruned[name], lambda name, dense: dense,
-                                 reformat=config.format == "auto", prefill_tokens=config.prefill_tokens)
+                                 reformat=config.format == "auto", prefill_tokens=config.prefill_tokens,
+                                 fuse=config.fuse_projections)
         return _untie_note(model, untied, report)
     except BaseException:
         if head_name is not None:

@@ -136,8 +136,17 @@ def restore(model: nn.Module, originals: dict[str, nn.Module]) -> None:
 
 
 def sparsify_activations_(model: nn.Module, config, filter_fn=None) -> ActivationReport:
-    """Calibrate, allocate and install activation sparsity (TEAL, WINA or R-Sparse) in place."""
+    """Calibrate, allocate and install activation sparsity (TEAL, WINA or R-Sparse) in place.
+    Fused projections (see :func:`sparsecore.fuse_projections_`) become layers of their own
+    first: each gets its own threshold, as in an unfused model."""
     config.validate()
+    from ..fusion import unfused_unless_failed
+
+    with unfused_unless_failed(model):
+        return _sparsify_activations(model, config, filter_fn)
+
+
+def _sparsify_activations(model: nn.Module, config, filter_fn) -> ActivationReport:
     calib = ActivationCalibration(model, config.calibration, weighted=config.weighted, filter_fn=filter_fn,
                                   progress=config.progress)
     if isinstance(config, RSparseConfig):

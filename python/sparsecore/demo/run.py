@@ -86,13 +86,15 @@ def _smollm2_rows(s: DemoSettings) -> list[dict]:
             file_mb = _file_mb(model)  # every pruned layer compressed
             sparsity = _linear_sparsity(model)
             # Run each layer on the faster kernel for decode on this machine.
-            chosen = sparsecore.select_kernels_(model, tokens=1)
-            n_sparse = sum(r.format != "dense (fallback)" for r in chosen.layers)
+            # Projections that read the same input are fused and judged as one layer.
+            chosen = sparsecore.select_kernels_(model, tokens=1, fuse_projections=True)
+            n_sparse = sum(r.name.count("+") + 1 for r in chosen.layers if r.format != "dense (fallback)")
+            n_layers = sum(r.name.count("+") + 1 for r in chosen.layers)
             ppl = perplexity(model, eval_ids, window=s.window, max_tokens=s.eval_tokens)
             speed = compare_speed({"dense": dense, "sparse": model}, prompt, new_tokens=s.decode_tokens)
             row = {"model": "SmolLM2-135M", "method": method, "pattern": pattern.describe(), "sparsity": sparsity,
                    "ppl": ppl, "file_mb": file_mb, "prune_s": prune_s,
-                   "sparse_layers": f"{n_sparse}/{len(chosen.layers)}", "speed": speed,
+                   "sparse_layers": f"{n_sparse}/{n_layers}", "speed": speed,
                    "layer_ms_dense": sum(r.dense_ms for r in chosen.layers),
                    "layer_ms_chosen": sum(min(r.dense_ms, r.sparse_ms) if r.format.startswith("dense")
                                           else r.sparse_ms for r in chosen.layers)}
@@ -101,7 +103,7 @@ def _smollm2_rows(s: DemoSettings) -> list[dict]:
             rows.append(row)
             print(f"  {method:<9} {pattern.describe():<16} perplexity {ppl:8.2f}  {file_mb:5.0f} MB  "
                   f"decode x{speed['sparse']['decode_tok_s'] / speed['dense']['decode_tok_s']:.2f}  "
-                  f"({n_sparse}/{len(chosen.layers)} layers sparse, pruned in {prune_s:.0f} s)")
+                  f"({n_sparse}/{n_layers} layers sparse, pruned in {prune_s:.0f} s)")
             del model
             gc.collect()
     if s.activation != "none":

@@ -54,11 +54,12 @@ def detect_pattern(weight: torch.Tensor, min_sparsity: float = MIN_SPARSITY) -> 
 
 
 def sparsify_pruned_(model: nn.Module, *, min_sparsity: float = MIN_SPARSITY, tune_tokens: int = 1,
-                     fallback_to_dense: bool = True, prefill_tokens: int | None = 128):
+                     fallback_to_dense: bool = True, prefill_tokens: int | None = 128, fuse_projections: bool = False):
     """Turn every already-pruned ``nn.Linear`` of ``model`` (the output embedding included
     when it is untied and sparse) into a :class:`sparsecore.nn.SparseLinear` holding exactly
     its nonzeros, then keep dense the layers where sparse is slower at ``tune_tokens`` (and
-    tune prefill up to ``prefill_tokens``, as :func:`sparsecore.select_kernels_` does).
+    tune prefill up to ``prefill_tokens``, and with ``fuse_projections`` judge the layers
+    that read the same input as one, as :func:`sparsecore.select_kernels_` does).
     Returns the :class:`sparsecore.SparsifyReport`; the model is unchanged if anything fails."""
     from ..nn import SparseLinear
     from ..kernel_choice import _check_prefill_tokens, _choose_kernels, _set_child
@@ -86,7 +87,7 @@ def sparsify_pruned_(model: nn.Module, *, min_sparsity: float = MIN_SPARSITY, tu
             _set_child(model, name, sparse)
         return _choose_kernels(model, [(n, s) for n, (_, s) in built.items()], int(tune_tokens), fallback_to_dense,
                                lambda name, _sparse: built[name][0], lambda name, dense: dense, reformat=True,
-                               prefill_tokens=prefill_tokens)
+                               prefill_tokens=prefill_tokens, fuse=fuse_projections)
     except BaseException:
         for name, (linear, _) in built.items():
             _set_child(model, name, linear)

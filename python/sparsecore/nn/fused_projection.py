@@ -66,6 +66,11 @@ class ProjectionGroup(nn.Module):
         return self.fused.in_features
 
     def output(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = self.bounds[index]
+        if torch.compiler.is_compiling():
+            # A graph has no per-thread state: each member runs the stacked layer (correct,
+            # but the compiled model gains nothing from fusion; compile an unfused one).
+            return self.fused(x)[..., lo:hi].contiguous()
         key = threading.get_ident()
         entry = self._pending.get(key)
         if entry is None or entry[0] is not x or entry[1] != x._version or index in entry[3]:
@@ -74,7 +79,6 @@ class ProjectionGroup(nn.Module):
         entry[3].add(index)
         if len(entry[3]) == len(self.bounds):
             del self._pending[key]  # every member has its rows: hold on to nothing
-        lo, hi = self.bounds[index]
         # A copy, not a view: the members' callers may reshape or write their outputs.
         return entry[2][..., lo:hi].contiguous()
 
