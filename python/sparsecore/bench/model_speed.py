@@ -5,7 +5,8 @@ at 2:4, and 50% weights with TEAL 50% activations on top; then a few Llama-7B-sh
 decoder layers (random weights, magnitude) at 50%, 70% and 50% + TEAL 50%. Every model of
 one table is measured in the same run, taking turns (``compare_speed``: generate-like
 prefill, the same KV cache for all). Every pruned model keeps, per layer, its fastest
-measured form at batch 1 (``select_kernels_``, q/k/v and gate/up fused and judged as one). The byte floor is the weight bytes a decode
+measured form at batch 1 (``select_kernels_``); one more SparseGPT 50% model has q/k/v and
+gate/up fused and judged as one stacked layer (``fuse_projections=True``). The byte floor is the weight bytes a decode
 step reads (dense layers whole, sparse layers their stored arrays, activation-sparse
 layers the active fraction; the lm_head once; the KV cache not counted) divided by the
 measured read bandwidth; ``step / floor`` says how close a step comes to it.
@@ -55,8 +56,11 @@ def _smollm2_models(dtype: torch.dtype, pruned: dict, calibration) -> dict:
     models = {"dense": dense}
     for name, base in pruned.items():
         model = copy.deepcopy(base).to(dtype)
-        sparsecore.select_kernels_(model, tokens=1, fuse_projections=True)
+        sparsecore.select_kernels_(model, tokens=1)
         models[name] = model
+    fused = copy.deepcopy(pruned["SparseGPT 50%"]).to(dtype)
+    sparsecore.select_kernels_(fused, tokens=1, fuse_projections=True)
+    models["SparseGPT 50% fused q/k/v, gate/up"] = fused
     teal = copy.deepcopy(pruned["SparseGPT 50%"]).to(dtype)
     sparsecore.select_kernels_(teal, tokens=1)
     sparsecore.sparsify_(teal, sparsecore.TEALConfig(0.5, calibration=calibration[:4], greedy_batches=1,

@@ -44,9 +44,8 @@ def run(args) -> int:
         print(f"attention: sparsecore kernel, recipe {args.attention}")
     n_sparse = sum(isinstance(m, sparsecore.nn.SparseLinear) for m in model.modules())
     if n_sparse:
-        # Stored compressed; run each layer (q/k/v and gate/up fused) on whichever kernel is
-        # faster here at decode size.
-        report = sparsecore.select_kernels_(model, tokens=1, fuse_projections=True)
+        # Stored compressed; run each layer on whichever kernel is faster here at decode size.
+        report = sparsecore.select_kernels_(model, tokens=1)
         print(str(report).splitlines()[-1])
     ids = token_stream(tok, "eval", max(args.eval_tokens, args.profile_prompt if args.profile else 0))
     if args.profile:

@@ -86,8 +86,7 @@ def _smollm2_rows(s: DemoSettings) -> list[dict]:
             file_mb = _file_mb(model)  # every pruned layer compressed
             sparsity = _linear_sparsity(model)
             # Run each layer on the faster kernel for decode on this machine.
-            # Projections that read the same input are fused and judged as one layer.
-            chosen = sparsecore.select_kernels_(model, tokens=1, fuse_projections=True)
+            chosen = sparsecore.select_kernels_(model, tokens=1)
             n_sparse = sum(r.name.count("+") + 1 for r in chosen.layers if r.format != "dense (fallback)")
             n_layers = sum(r.name.count("+") + 1 for r in chosen.layers)
             ppl = perplexity(model, eval_ids, window=s.window, max_tokens=s.eval_tokens)
