@@ -60,20 +60,23 @@ class Operands:
 
 
 def prepare(device: torch.device, dense: torch.Tensor, bias: torch.Tensor | None, rows: int, n_cols: int,
-            linear: bool, out: torch.Tensor) -> Operands:
-    """Checks shared by the matmul families; x @ A.T reads x^T and writes y^T (swapped strides)."""
+            linear: bool, out: torch.Tensor, out_is_fresh: bool = False) -> Operands:
+    """Checks shared by the matmul families; x @ A.T reads x^T and writes y^T (swapped strides).
+    ``out_is_fresh``: ``out`` was just allocated by the caller from ``output_shape`` with
+    ``dense``'s dtype and device (its checks would repeat that)."""
     require(dense, "dense operand", dtype=VALUE_DTYPES, device=device, contiguous=False)
     keep = []
     if bias is not None:
         require(bias, "bias", dtype=VALUE_DTYPES, ndim=1, numel=rows, device=device, contiguous=False)
         bias = bias.contiguous()
         keep.append(bias)
-    expected = output_shape(rows, n_cols, dense, linear)
-    require(out, "out", contiguous=False)
-    if tuple(out.shape) != expected:
-        raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
-    if out.dtype != dense.dtype or out.device != dense.device:
-        raise ValueError(f"out must be {dense.dtype} on {dense.device}, got {out.dtype} on {out.device}")
+    if not out_is_fresh:
+        expected = output_shape(rows, n_cols, dense, linear)
+        require(out, "out", contiguous=False)
+        if tuple(out.shape) != expected:
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
+        if out.dtype != dense.dtype or out.device != dense.device:
+            raise ValueError(f"out must be {dense.dtype} on {dense.device}, got {out.dtype} on {out.device}")
     if not linear:
         b, c = matrix_tuple(dense), matrix_tuple(out)
     else:

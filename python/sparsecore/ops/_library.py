@@ -30,7 +30,7 @@ def register_matmul(op: str, check, launch, devices: tuple[str, ...]) -> None:
             raise TypeError(f"dense operand must be a torch.Tensor, got {type(dense).__name__}")
         rows = check(*weight)
         out = torch.empty(output_shape(rows, weight[-1], dense, linear), dtype=dense.dtype, device=dense.device)
-        launch(*weight, prepare(weight[0].device, dense, bias, rows, weight[-1], linear, out))
+        launch(*weight, prepare(weight[0].device, dense, bias, rows, weight[-1], linear, out, out_is_fresh=True))
         return out
 
     def fake(*args):
@@ -70,5 +70,5 @@ def run_checked(op: str, owner, weight: tuple, dense: torch.Tensor, bias, linear
         owner.__dict__["_checked_cpu_args"] = memo
     rows, n_cols = memo[1], weight[-1]
     out = torch.empty(output_shape(rows, n_cols, dense, linear), dtype=dense.dtype)
-    launch(*weight, prepare(dense.device, dense, bias, rows, n_cols, linear, out))
+    launch(*weight, prepare(dense.device, dense, bias, rows, n_cols, linear, out, out_is_fresh=True))
     return out
