@@ -7,7 +7,7 @@ python -m sparsecore.bench attention [--quick] [--no-flex] [--no-prefill] [--jso
 python -m sparsecore.bench attention-quality [--quick] [--lengths 2048,4096,8192] [--json PATH]
 python -m sparsecore.bench gpu [--quick] [--no-profile] [--json PATH]
 python -m sparsecore.bench llmcompressor [--venv DIR] [--methods sparsegpt,wanda] [--patterns 50%,2:4] [--json PATH]
-python -m sparsecore.bench model-speed [--quick] [--no-llama] [--json PATH]
+python -m sparsecore.bench model-speed [--quick] [--no-llama] [--compile] [--json PATH]
 python -m sparsecore.bench spin [--spins 0,200,2000,20000,held] [--rounds R] [--json PATH]"""
 
 from __future__ import annotations
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                                              "layers, against the byte floor and the targets")
     ms.add_argument("--quick", action="store_true", help="32 decode steps, batch 1 and 4 (fp32), 2 rounds")
     ms.add_argument("--no-llama", action="store_true", help="skip the Llama-7B-shaped table")
+    ms.add_argument("--compile", action="store_true",
+                    help="SmolLM2 decode steps through torch.compile over a StaticCache, for every model alike")
     ms.add_argument("--json", help="also write the results as JSON here")
     ms.set_defaults(module="model_speed")
     sp = sub.add_parser("spin", help="SmolLM2 decode, dense vs 50%% sparse: torch's OpenMP threads vs our own pool "

@@ -69,10 +69,11 @@ def _smollm2_models(dtype: torch.dtype, pruned: dict, calibration) -> dict:
     return models
 
 
-def _rows(table: str, models: dict, prompt: torch.Tensor, new_tokens: int, rounds: int, bandwidth: float) -> list:
+def _rows(table: str, models: dict, prompt: torch.Tensor, new_tokens: int, rounds: int, bandwidth: float,
+          compiled: bool = False) -> list:
     from sparsecore.models.speed import compare_speed
 
-    speed = compare_speed(models, prompt, new_tokens=new_tokens, rounds=rounds)
+    speed = compare_speed(models, prompt, new_tokens=new_tokens, rounds=rounds, compiled=compiled)
     dense = speed["dense"]
     rows = []
     for name, sp in speed.items():
@@ -90,7 +91,7 @@ def _rows(table: str, models: dict, prompt: torch.Tensor, new_tokens: int, round
     return rows
 
 
-def smollm2_rows(quick: bool, bandwidth: float) -> list[dict]:
+def smollm2_rows(quick: bool, bandwidth: float, compiled: bool = False) -> list[dict]:
     import sparsecore
     from sparsecore.models.recipes import calibration_batches, load_model, token_stream
 
@@ -108,12 +109,12 @@ def smollm2_rows(quick: bool, bandwidth: float) -> list[dict]:
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         models = _smollm2_models(dtype, pruned, calibration)
-        label = f"SmolLM2-135M {str(dtype).replace('torch.', '')}"
+        label = f"SmolLM2-135M {str(dtype).replace('torch.', '')}{' compiled' if compiled else ''}"
         for batch in ((1, 4) if quick else (1, 4, 16)):
             if batch > 1 and dtype != torch.float32 and quick:
                 continue
             prompt = eval_ids[: batch * 128].reshape(batch, 128)
-            rows += _rows(label, models, prompt, new_tokens if batch == 1 else 16, rounds, bandwidth)
+            rows += _rows(label, models, prompt, new_tokens if batch == 1 else 16, rounds, bandwidth, compiled)
         del models
         gc.collect()
     return rows
@@ -157,9 +158,11 @@ def main(args: argparse.Namespace) -> int:
     from ._timing import measure_read_bandwidth
 
     bandwidth = measure_read_bandwidth()
-    rows = smollm2_rows(args.quick, bandwidth)
+    rows = smollm2_rows(args.quick, bandwidth, compiled=args.compile)
     if not args.no_llama:
         rows += llama7b_rows(args.quick, bandwidth)
+    if args.compile:
+        print("\ndecode steps compiled (torch.compile of each model's forward over a StaticCache, dense alike)")
     print(f"\nwhole-model speed, {torch.get_num_threads()} threads, 128-token prompts, greedy decode "
           f"({'32' if args.quick else '128'} steps at batch 1, 16 at larger batches); decode tok/s counts every "
           f"sequence of the batch\n")
