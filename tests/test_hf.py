@@ -156,7 +156,12 @@ def test_prune_tied_lm_head(method, gen, tmp_path):
     loaded, _ = load_pruned(os.path.join(tmp_path, "m"))
     assert loaded.lm_head.weight is not loaded.model.embed_tokens.weight
     with torch.no_grad():
-        assert torch.equal(loaded(ids).logits, logits)
+        if method == "nm-fallback":
+            # The kernel choice is timed: a layer may run dense in one model and on the N:M
+            # kernel in the other, which sums in another order (fp32 rounding only).
+            torch.testing.assert_close(loaded(ids).logits, logits, rtol=1e-5, atol=1e-5)
+        else:
+            assert torch.equal(loaded(ids).logits, logits)
 
 
 def _tiny_tokenizer():
